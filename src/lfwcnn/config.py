@@ -1,0 +1,51 @@
+"""Check the workflow config before any job runs, with one line that names the offending key."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jsonschema
+import yaml
+
+from lfwcnn.errors import LfwcnnError
+
+IMAGE_SIDE = 250  # every LFW image is 250x250; crop boxes are in these pixel coordinates
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    path = ".".join(str(part) for part in error.absolute_path)
+    if error.validator == "additionalProperties":
+        # jsonschema reports the parent; name the unexpected key itself.
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        path = ".".join(filter(None, [path, extra[0] if extra else ""]))
+    return path or "<top level>"
+
+
+def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> dict[str, Any]:
+    """Validate ``config`` in place against the JSON Schema, fill its defaults, check cross-key rules.
+
+    Snakemake's own ``validate`` fills the defaults; the schema is checked first with plain
+    jsonschema so that the message is one line naming the key instead of a schema dump.
+    """
+    from snakemake.utils import validate  # imported here: the package works without a workflow
+
+    with open(schema_path, encoding="utf-8") as handle:
+        schema = yaml.safe_load(handle)
+    validator_cls = jsonschema.validators.validator_for(schema)
+    error = jsonschema.exceptions.best_match(validator_cls(schema).iter_errors(config))
+    if error is not None:
+        raise LfwcnnError(f"config key {_key_path(error)}: {error.message}")
+    validate(config, str(schema_path))
+    _check_crop(config["data"]["crop"])
+    return config
+
+
+def _check_crop(crop: dict[str, list[int]]) -> None:
+    for axis in ("rows", "cols"):
+        start, stop = crop[axis]
+        if not 0 <= start < stop <= IMAGE_SIDE:
+            raise LfwcnnError(
+                f"config key data.crop.{axis}: {[start, stop]} must satisfy "
+                f"0 <= start < stop <= {IMAGE_SIDE}"
+            )

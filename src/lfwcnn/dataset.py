@@ -1,0 +1,110 @@
+"""The prepared dataset on disk: one ``.npz`` of plain arrays plus a split CSV.
+
+Every later step reads the data through :func:`load_dataset` and :func:`load_split`, so a
+file that does not match what the prepare and split steps write is caught here, with the
+file named, before any training starts.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from lfwcnn.atomic import atomic_path, write_text
+from lfwcnn.errors import LfwcnnError
+
+ARRAYS = ("images", "labels", "class_names", "files")
+SUBSETS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Faces as uint8 (N, H, W, 3), integer labels indexing ``class_names``, source file per face.
+
+    ``files`` are paths relative to the LFW root (``Person/Person_0001.jpg``); the order is
+    scikit-learn's ``fetch_lfw_people`` order, so index-based splits agree with scripts built
+    on scikit-learn.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: np.ndarray
+    files: np.ndarray
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+
+def save_dataset(path: str | os.PathLike, data: Dataset) -> None:
+    """Write the arrays uncompressed (fast to load; DVC compresses nothing anyway)."""
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **{name: getattr(data, name) for name in ARRAYS})
+
+
+def load_dataset(path: str | os.PathLike) -> Dataset:
+    """Load and check a prepared ``.npz``; a wrong shape or label is a one-line error."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [name for name in ARRAYS if name not in npz.files]
+            if missing:
+                raise LfwcnnError(f"{path}: not a prepared dataset, arrays missing: {missing}")
+            data = Dataset(**{name: npz[name] for name in ARRAYS})
+    except (OSError, ValueError) as err:
+        raise LfwcnnError(f"{path}: cannot read prepared dataset ({err})") from None
+    _check(path, data)
+    return data
+
+
+def _check(path: str | os.PathLike, data: Dataset) -> None:
+    images, labels = data.images, data.labels
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise LfwcnnError(
+            f"{path}: images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}"
+        )
+    n = len(images)
+    if labels.shape != (n,) or data.files.shape != (n,):
+        raise LfwcnnError(
+            f"{path}: {n} images but labels {labels.shape} and files {data.files.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise LfwcnnError(f"{path}: labels must be integers, got {labels.dtype}")
+    if n and (labels.min() < 0 or labels.max() >= data.n_classes):
+        raise LfwcnnError(
+            f"{path}: labels must lie in 0..{data.n_classes - 1}, "
+            f"found {labels.min()}..{labels.max()}"
+        )
+
+
+def save_split(path: str | os.PathLike, files: np.ndarray, train: np.ndarray, test: np.ndarray):
+    """Write ``file,subset`` rows: train rows first, then test, each in the drawn order."""
+    rows = ["file,subset"]
+    rows += [f"{files[i]},train" for i in train]
+    rows += [f"{files[i]},test" for i in test]
+    write_text(path, "\n".join(rows) + "\n")
+
+
+def load_split(path: str | os.PathLike, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Return (train, test) indices into ``data`` in the order the split file lists them."""
+    index = {str(name): i for i, name in enumerate(data.files)}
+    subsets: dict[str, list[int]] = {name: [] for name in SUBSETS}
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames != ["file", "subset"]:
+                raise LfwcnnError(f"{path}: expected columns file,subset, got {reader.fieldnames}")
+            for line, row in enumerate(reader, start=2):
+                if row["file"] not in index:
+                    raise LfwcnnError(f"{path}:{line}: {row['file']} is not in the dataset")
+                if row["subset"] not in subsets:
+                    raise LfwcnnError(f"{path}:{line}: unknown subset {row['subset']!r}")
+                subsets[row["subset"]].append(index[row["file"]])
+    except OSError as err:
+        raise LfwcnnError(f"{path}: cannot read split ({err.strerror})") from None
+    for name, indices in subsets.items():
+        if not indices:
+            raise LfwcnnError(f"{path}: the {name} subset is empty")
+    return np.array(subsets["train"]), np.array(subsets["test"])

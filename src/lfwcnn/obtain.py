@@ -1,0 +1,104 @@
+"""Put an LFW source in place for the prepare step: a folder is linked, an archive unpacked.
+
+Either way the result is ``images/`` holding ``<Person>/`` folders, and a ``source.json``
+that records where the images came from (variant, location, archive checksums), so the
+report can say exactly which LFW a number was measured on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from lfwcnn.atomic import write_text
+from lfwcnn.cli import run
+from lfwcnn.download import extract_archive, file_digests, verify_checksum
+from lfwcnn.errors import LfwcnnError
+from lfwcnn.sources import VARIANTS, archive_for, classify_source
+
+log = logging.getLogger(__name__)
+
+
+def link_folder(folder: Path, images: Path) -> None:
+    """Link rather than copy: LFW is 13,233 files, and the user's copy must stay untouched."""
+    images.parent.mkdir(parents=True, exist_ok=True)
+    images.symlink_to(folder.resolve(), target_is_directory=True)
+
+
+def unpack_archive(archive: Path, images: Path) -> None:
+    """Extract beside ``images`` and move the archive's person-folder root into place."""
+    images.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{images.name}.", dir=images.parent))
+    try:
+        root = extract_archive(archive, scratch / "tree")
+        os.replace(root, images)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def obtain(
+    source: str,
+    *,
+    variant: str,
+    images: str | os.PathLike,
+    sha256: str | None = None,
+    md5: str | None = None,
+) -> dict:
+    """Make ``images`` the LFW root of ``source`` (a folder or a local archive); describe it."""
+    if variant not in VARIANTS:
+        raise LfwcnnError(f"unknown LFW variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+    images = Path(images)
+    if images.exists() or images.is_symlink():
+        raise LfwcnnError(f"{images} already exists; remove it to obtain LFW again")
+    kind = classify_source(source)
+    record = {"variant": variant, "source": source, "kind": kind}
+    if kind == "folder":
+        link_folder(Path(source), images)
+        record["path"] = str(Path(source).resolve())
+    elif kind == "archive":
+        if sha256 or md5:
+            verify_checksum(source, sha256=sha256, md5=md5)
+        digests = file_digests(source)
+        published = archive_for(variant)
+        record.update(
+            digests,
+            checksum_verified=bool(sha256 or md5),
+            # whether these are the exact bytes of the variant's published archive
+            matches_published=digests["md5"] == published.md5,
+        )
+        unpack_archive(Path(source), images)
+    else:
+        raise LfwcnnError(f"LFW source {source} is a URL: download it first (lfwcnn.download)")
+    people = [p for p in images.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    record["people_folders"] = len(people)
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", required=True, help="local archive or extracted folder")
+    parser.add_argument("--origin", help="where the archive was downloaded from, for the record")
+    parser.add_argument("--variant", required=True, choices=VARIANTS)
+    parser.add_argument("--sha256")
+    parser.add_argument("--md5")
+    parser.add_argument("--images", required=True, help="folder (or link) to create")
+    parser.add_argument("--record", required=True, help="source.json to write")
+    args = parser.parse_args(argv)
+    record = obtain(
+        args.source, variant=args.variant, images=args.images, sha256=args.sha256, md5=args.md5
+    )
+    if args.origin:
+        record["origin"] = args.origin
+    write_text(args.record, json.dumps(record, indent=2) + "\n")
+    log.info("LFW %s from %s: %d person folders", args.variant, args.source,
+             record["people_folders"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

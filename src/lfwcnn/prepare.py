@@ -1,0 +1,247 @@
+"""Filter, crop and resize LFW into the arrays the paper's CNN is trained on.
+
+The pixels and their order reproduce scikit-learn's ``fetch_lfw_people(min_faces_per_person,
+slice_, resize, color=True)``: the same Pillow crop and bicubic resize, person folders and
+files in sorted order, then one ``RandomState(42)`` shuffle. A split by index of these arrays
+is therefore the split a scikit-learn script with the same ``random_state`` would draw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from lfwcnn.atomic import write_text
+from lfwcnn.cli import run
+from lfwcnn.dataset import Dataset, save_dataset
+from lfwcnn.errors import LfwcnnError
+
+log = logging.getLogger(__name__)
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+SKLEARN_SHUFFLE_SEED = 42  # fetch_lfw_people shuffles its output with RandomState(42)
+CHUNK = 64  # images per task handed to a worker process
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The JPEG files per person folder, and what was skipped while listing."""
+
+    people: dict[str, list[str]]
+    ignored: list[str] = field(default_factory=list)
+
+
+def list_people(root: str | os.PathLike) -> Listing:
+    """List ``<root>/<Person>/*.jpg`` in sorted order; anything that is not a JPEG is ignored.
+
+    Hidden files (``.DS_Store``, ``._x.jpg`` from macOS) and files with other suffixes are
+    counted in ``ignored`` rather than failing the run; a person folder without a single
+    JPEG is an error, since it usually means a broken copy.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise LfwcnnError(f"LFW folder {root} does not exist or is not a folder")
+    people: dict[str, list[str]] = {}
+    ignored: list[str] = []
+    for person in sorted(os.listdir(root)):
+        folder = root / person
+        if not folder.is_dir() or person.startswith("."):
+            ignored.append(person)
+            continue
+        files = []
+        for name in sorted(os.listdir(folder)):
+            is_jpeg = name.lower().endswith(JPEG_SUFFIXES) and not name.startswith(".")
+            if is_jpeg and (folder / name).is_file():
+                files.append(name)
+            else:
+                ignored.append(f"{person}/{name}")
+        if not files:
+            raise LfwcnnError(f"person folder {folder} holds no JPEG images")
+        people[person] = files
+    if not people:
+        raise LfwcnnError(f"LFW folder {root} holds no person folders")
+    return Listing(people, ignored)
+
+
+def class_order(people: Sequence[str]) -> list[str]:
+    """Sort people as scikit-learn's ``target_names`` (names with spaces), so labels agree."""
+    return sorted(people, key=lambda person: person.replace("_", " "))
+
+
+def load_face(
+    path: Path, crop_rows: tuple[int, int], crop_cols: tuple[int, int], size: int
+) -> tuple[np.ndarray, str]:
+    """Crop and resize one image as scikit-learn does; also return the file's sha256."""
+    raw = path.read_bytes()
+    try:
+        with Image.open(io.BytesIO(raw)) as image:
+            width, height = image.size
+            if width < crop_cols[1] or height < crop_rows[1]:
+                raise LfwcnnError(
+                    f"{path}: image is {width}x{height}, smaller than the crop box "
+                    f"rows {list(crop_rows)} cols {list(crop_cols)}"
+                )
+            box = (crop_cols[0], crop_rows[0], crop_cols[1], crop_rows[1])
+            face = image.convert("RGB").crop(box).resize((size, size), Image.Resampling.BICUBIC)
+            pixels = np.asarray(face, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise LfwcnnError(f"{path}: not a readable JPEG image ({err})") from None
+    return pixels, hashlib.sha256(raw).hexdigest()
+
+
+def _load_chunk(args: tuple[list[Path], tuple[int, int], tuple[int, int], int]):
+    paths, crop_rows, crop_cols, size = args
+    faces, digests = zip(*(load_face(p, crop_rows, crop_cols, size) for p in paths), strict=True)
+    return np.stack(faces), list(digests)
+
+
+def load_faces(
+    paths: Sequence[Path],
+    crop_rows: tuple[int, int],
+    crop_cols: tuple[int, int],
+    size: int,
+    workers: int,
+) -> tuple[np.ndarray, list[str]]:
+    """Decode all images, in chunks over ``workers`` processes; JPEG decoding is CPU-bound."""
+    tasks = [(list(paths[i : i + CHUNK]), crop_rows, crop_cols, size)
+             for i in range(0, len(paths), CHUNK)]
+    progress = tqdm(total=len(paths), unit="img", desc="prepare", disable=None)
+    faces, digests = [], []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for chunk_faces, chunk_digests in pool.map(_load_chunk, tasks):
+            faces.append(chunk_faces)
+            digests.extend(chunk_digests)
+            progress.update(len(chunk_digests))
+    progress.close()
+    return np.concatenate(faces), digests
+
+
+@dataclass(frozen=True)
+class Prepared:
+    data: Dataset
+    sha256: list[str]
+    summary: dict
+
+
+def prepare(
+    root: str | os.PathLike,
+    *,
+    min_images_per_person: int = 30,
+    crop_rows: tuple[int, int] = (61, 189),
+    crop_cols: tuple[int, int] = (61, 189),
+    image_size: int = 64,
+    workers: int = 2,
+) -> Prepared:
+    """Keep people with at least ``min_images_per_person`` JPEGs, crop, resize, shuffle."""
+    if min_images_per_person < 1:
+        raise LfwcnnError(f"min_images_per_person must be at least 1, got {min_images_per_person}")
+    if image_size < 1:
+        raise LfwcnnError(f"image_size must be positive, got {image_size}")
+    for name, (start, stop) in (("crop rows", crop_rows), ("crop cols", crop_cols)):
+        if not 0 <= start < stop:
+            raise LfwcnnError(f"{name} {[start, stop]}: need 0 <= start < stop")
+    listing = list_people(root)
+    kept = {p: f for p, f in listing.people.items() if len(f) >= min_images_per_person}
+    if len(kept) < 2:
+        raise LfwcnnError(
+            f"only {len(kept)} people in {root} have at least {min_images_per_person} images; "
+            "a classifier needs 2 or more"
+        )
+    classes = class_order(kept)
+    label_of = {person: i for i, person in enumerate(classes)}
+    files = [f"{person}/{name}" for person, names in kept.items() for name in names]
+    labels = np.array([label_of[f.split("/", 1)[0]] for f in files], dtype=np.int64)
+
+    faces, digests = load_faces(
+        [Path(root, f) for f in files], tuple(crop_rows), tuple(crop_cols), image_size, workers
+    )
+    order = np.arange(len(files))
+    np.random.RandomState(SKLEARN_SHUFFLE_SEED).shuffle(order)
+    data = Dataset(
+        images=faces[order],
+        labels=labels[order],
+        class_names=np.array(classes),
+        files=np.array(files)[order],
+    )
+    summary = {
+        "people": len(classes),
+        "images": len(files),
+        "images_per_person": {p: len(kept[p]) for p in sorted(kept, key=lambda p: -len(kept[p]))},
+        "people_in_source": len(listing.people),
+        "images_in_source": sum(len(f) for f in listing.people.values()),
+        "ignored_files": len(listing.ignored),
+        "ignored_examples": listing.ignored[:10],
+        "min_images_per_person": min_images_per_person,
+        "crop": {"rows": list(crop_rows), "cols": list(crop_cols)},
+        "image_size": image_size,
+    }
+    return Prepared(data, [digests[i] for i in order], summary)
+
+
+def write_outputs(
+    prepared: Prepared,
+    *,
+    npz: str | os.PathLike,
+    manifest: str | os.PathLike,
+    summary: str | os.PathLike,
+    extra_summary: dict | None = None,
+) -> None:
+    """Write the arrays, a manifest a person can read, and the JSON summary."""
+    data = prepared.data
+    rows = ["file,person,label,sha256"]
+    rows += [
+        f"{file},{data.class_names[label]},{label},{digest}"
+        for file, label, digest in zip(data.files, data.labels, prepared.sha256, strict=True)
+    ]
+    save_dataset(npz, data)
+    write_text(manifest, "\n".join(rows) + "\n")
+    write_text(summary, json.dumps({**(extra_summary or {}), **prepared.summary}, indent=2) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", required=True, help="LFW root holding <Person>/ folders")
+    parser.add_argument("--source-record", help="source.json of the obtain step, for provenance")
+    parser.add_argument("--npz", required=True)
+    parser.add_argument("--manifest", required=True)
+    parser.add_argument("--summary", required=True)
+    parser.add_argument("--min-images", type=int, default=30)
+    parser.add_argument("--crop-rows", type=int, nargs=2, default=(61, 189))
+    parser.add_argument("--crop-cols", type=int, nargs=2, default=(61, 189))
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    source = {}
+    if args.source_record:
+        source = {"source": json.loads(Path(args.source_record).read_text(encoding="utf-8"))}
+    prepared = prepare(
+        args.images,
+        min_images_per_person=args.min_images,
+        crop_rows=tuple(args.crop_rows),
+        crop_cols=tuple(args.crop_cols),
+        image_size=args.size,
+        workers=args.workers,
+    )
+    write_outputs(
+        prepared, npz=args.npz, manifest=args.manifest, summary=args.summary, extra_summary=source
+    )
+    log.info(
+        "%d people, %d images kept; %d non-JPEG files ignored",
+        prepared.summary["people"], prepared.summary["images"], prepared.summary["ignored_files"],
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

@@ -1,0 +1,69 @@
+"""The config is checked against its schema before any job starts, naming the bad key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from workflow_runner import ROOT, make_project, snakemake
+
+from lfwcnn.config import check_config
+from lfwcnn.errors import LfwcnnError
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_default() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_shipped_config_is_valid_and_complete():
+    config = load_default()
+    filled = check_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), SCHEMA)
+    assert filled == config, "config.yaml must spell out every key the schema knows"
+
+
+def test_defaults_are_the_papers_protocol():
+    config = check_config({}, SCHEMA)
+    assert config["data"]["variant"] == "funneled"
+    assert config["data"]["crop"] == {"rows": [61, 189], "cols": [61, 189]}
+    assert config["data"]["image_size"] == 64
+    assert config["data"]["min_images_per_person"] == 30
+    assert config["split"]["test_fraction"] == 0.25
+    assert config["train"] == {
+        "optimizer": "adam", "learning_rate": 0.001, "epochs": 100, "batch_size": 128,
+        "device": "auto",
+    }
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"data": {"bogus": 1}}, "config key data.bogus: Additional properties"),
+        ({"colour": "red"}, "config key colour: Additional properties"),
+        ({"data": {"variant": "aligned"}}, "config key data.variant: 'aligned' is not one of"),
+        ({"split": {"test_fraction": 1.5}}, "config key split.test_fraction: 1.5"),
+        ({"split": {"test_fraction": 0}}, "config key split.test_fraction: 0"),
+        ({"train": {"epochs": 0}}, "config key train.epochs: 0 is less than the minimum"),
+        ({"train": {"epochs": "ten"}}, "config key train.epochs: 'ten' is not of type"),
+        ({"train": {"batch_size": 0}}, "config key train.batch_size"),
+        ({"train": {"optimizer": "adamw"}}, "config key train.optimizer"),
+        ({"model": {"dropout_placement": "first"}}, "config key model.dropout_placement"),
+        ({"data": {"crop": {"rows": [189, 61]}}}, "config key data.crop.rows: [189, 61]"),
+        ({"data": {"crop": {"cols": [0, 300]}}}, "config key data.crop.cols: [0, 300]"),
+        ({"data": {"sha256": "abc"}}, "config key data.sha256"),
+    ],
+)
+def test_bad_values_name_the_key(patch, expected):
+    with pytest.raises(LfwcnnError) as caught:
+        check_config(patch, SCHEMA)
+    message = str(caught.value)
+    assert message.startswith(expected), message
+    assert "\n" not in message
+
+
+def test_snakemake_stops_before_any_job_on_a_bad_key(tmp_path: Path):
+    project = make_project(tmp_path, {"train": {"epochs": 0}})
+    result = snakemake(project, "-n")
+    assert result.returncode != 0
+    assert "config key train.epochs: 0 is less than the minimum of 1" in result.stdout + result.stderr
+    assert not (project / "data").exists()

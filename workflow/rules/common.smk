@@ -1,0 +1,65 @@
+# Helpers shared by the rule files: config checking, paths, and how each job calls Python.
+import shlex
+import sys
+from pathlib import Path
+
+from lfwcnn.config import check_config
+from lfwcnn.errors import LfwcnnError
+from lfwcnn.sources import archive_for, classify_source
+
+# Jobs run the interpreter that runs Snakemake, so a venv works without being activated.
+PYTHON = shlex.quote(sys.executable)
+
+try:
+    check_config(config, Path(workflow.basedir, "schemas", "config.schema.yaml"))
+    VARIANT = config["data"]["variant"]
+    SOURCE = config["data"]["source"]
+    # url, archive or folder: decides whether the download rule is part of the DAG.
+    SOURCE_KIND = "url" if SOURCE is None else classify_source(SOURCE)
+except LfwcnnError as err:
+    raise WorkflowError(str(err)) from None
+
+
+wildcard_constraints:
+    variant="original|funneled|deepfunneled",
+    seed=r"\d+",
+
+
+def source_url():
+    return archive_for(VARIANT).url if SOURCE is None else SOURCE
+
+
+def checksum_args():
+    """The configured checksums, else the variant's known ones when its mirror is used."""
+    sha256, md5 = config["data"]["sha256"], config["data"]["md5"]
+    if not (sha256 or md5) and SOURCE is None:
+        sha256, md5 = archive_for(VARIANT).sha256, archive_for(VARIANT).md5
+    args = [f"--sha256 {sha256}"] * bool(sha256) + [f"--md5 {md5}"] * bool(md5)
+    return " ".join(args)
+
+
+def raw_source_input(wildcards):
+    """What the obtain rule reads: the downloaded archive, a local archive, or nothing."""
+    if SOURCE_KIND == "url":
+        return f"data/downloads/{wildcards.variant}.tgz"
+    if SOURCE_KIND == "archive":
+        return SOURCE
+    return []
+
+
+def obtain_source(wildcards, input):
+    return input[0] if input else SOURCE
+
+
+def split_seed(seed):
+    """The split a training seed uses: its own, unless config pins split.seed."""
+    pinned = config["split"]["seed"]
+    return int(seed) if pinned is None else pinned
+
+
+def all_outputs():
+    outputs = [
+        f"data/prepared/{VARIANT}/dataset.npz",
+        *(f"data/split/{VARIANT}/seed{split_seed(s)}.csv" for s in config["seeds"]),
+    ]
+    return sorted(set(outputs))
