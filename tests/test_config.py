@@ -65,5 +65,6 @@ def test_snakemake_stops_before_any_job_on_a_bad_key(tmp_path: Path):
     project = make_project(tmp_path, {"train": {"epochs": 0}})
     result = snakemake(project, "-n")
     assert result.returncode != 0
-    assert "config key train.epochs: 0 is less than the minimum of 1" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "config key train.epochs: 0 is less than the minimum of 1" in output
     assert not (project / "data").exists()

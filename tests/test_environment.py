@@ -18,7 +18,11 @@ def test_environment_pins_match_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict))
     assert _pins(pip_section) == wanted
-    assert "-e ." in pip_section, "the conda environment must install the project itself"
+
+
+def test_rules_use_the_same_conda_environment():
+    rule_env = ROOT / "workflow" / "envs" / "lfwcnn.yaml"
+    assert rule_env.resolve() == (ROOT / "environment.yml").resolve()
 
 
 def test_environment_python_satisfies_requires_python():

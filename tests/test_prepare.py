@@ -10,7 +10,6 @@ from lfw_fixtures import make_lfw_tree
 from sklearn.datasets import fetch_lfw_people
 
 from lfwcnn.dataset import load_dataset
-from lfwcnn.errors import LfwcnnError
 from lfwcnn.prepare import main, prepare
 
 SMALL = {"min_images_per_person": 5, "image_size": 32}

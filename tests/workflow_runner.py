@@ -27,8 +27,8 @@ def snakemake(folder: Path, *args: str, timeout: float = 600) -> subprocess.Comp
     """``snakemake`` from the venv, in ``folder``, with the overlay config; output captured."""
     command = [
         sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(folder),
-        "--cores", "2", "--configfile", str(folder / "config" / "test.yaml"), *args,
-    ]
+        "--cores", "2", *args, "--configfile", str(folder / "config" / "test.yaml"),
+    ]  # --configfile last: it takes several values and would swallow the targets
     return subprocess.run(
         command, cwd=folder, capture_output=True, text=True, timeout=timeout, check=False
     )

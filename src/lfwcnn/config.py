@@ -23,7 +23,7 @@ def _key_path(error: jsonschema.ValidationError) -> str:
 
 
 def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> dict[str, Any]:
-    """Validate ``config`` in place against the JSON Schema, fill its defaults, check cross-key rules.
+    """Validate ``config`` in place against the schema, fill its defaults, check cross-key rules.
 
     Snakemake's own ``validate`` fills the defaults; the schema is checked first with plain
     jsonschema so that the message is one line naming the key instead of a schema dump.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lfwcnn.atomic import write_text
 from lfwcnn.cli import run
-from lfwcnn.download import extract_archive, file_digests, verify_checksum
+from lfwcnn.download import compare_digests, extract_archive, file_digests
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.sources import VARIANTS, archive_for, classify_source
 
@@ -62,9 +62,10 @@ def obtain(
         link_folder(Path(source), images)
         record["path"] = str(Path(source).resolve())
     elif kind == "archive":
-        if sha256 or md5:
-            verify_checksum(source, sha256=sha256, md5=md5)
         digests = file_digests(source)
+        mismatch = compare_digests(digests, sha256=sha256, md5=md5)
+        if mismatch:
+            raise LfwcnnError(f"checksum mismatch for {source}: {mismatch}")
         published = archive_for(variant)
         record.update(
             digests,

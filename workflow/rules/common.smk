@@ -1,20 +1,21 @@
-# Helpers shared by the rule files: config checking, paths, and how each job calls Python.
+# Helpers shared by every .smk file (config checks, paths, the job environment).
 import shlex
 import sys
 from pathlib import Path
 
 from lfwcnn.config import check_config
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.jobs import export_job_environment
 from lfwcnn.sources import archive_for, classify_source
 
-# Jobs run the interpreter that runs Snakemake, so a venv works without being activated.
+export_job_environment(Path(workflow.basedir).parent / "src")
 PYTHON = shlex.quote(sys.executable)
 
 try:
     check_config(config, Path(workflow.basedir, "schemas", "config.schema.yaml"))
     VARIANT = config["data"]["variant"]
     SOURCE = config["data"]["source"]
-    # url, archive or folder: decides whether the download rule is part of the DAG.
+    # url, archive or folder: decides whether download_lfw is part of the DAG.
     SOURCE_KIND = "url" if SOURCE is None else classify_source(SOURCE)
 except LfwcnnError as err:
     raise WorkflowError(str(err)) from None
@@ -39,7 +40,7 @@ def checksum_args():
 
 
 def raw_source_input(wildcards):
-    """What the obtain rule reads: the downloaded archive, a local archive, or nothing."""
+    """Input of obtain_lfw: the downloaded archive, a local archive, or nothing."""
     if SOURCE_KIND == "url":
         return f"data/downloads/{wildcards.variant}.tgz"
     if SOURCE_KIND == "archive":

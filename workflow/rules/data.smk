@@ -9,10 +9,12 @@ rule download_lfw:
         checksums=checksum_args(),
         retries=config["data"]["download"]["retries"],
         timeout=config["data"]["download"]["timeout_s"],
+    conda:
+        "../envs/lfwcnn.yaml"
     log:
         "logs/data/download_{variant}.log",
     shell:
-        "{PYTHON} -m lfwcnn.download --url {params.url:q} --out {output:q} {params.checksums}"
+        "python -m lfwcnn.download --url {params.url:q} --out {output:q} {params.checksums}"
         " --retries {params.retries} --timeout {params.timeout} 2> {log:q}"
 
 
@@ -24,14 +26,16 @@ rule obtain_lfw:
         record="data/raw/{variant}/source.json",
     params:
         source=obtain_source,
-        origin=source_url() if SOURCE_KIND == "url" else "",
+        origin=f"--origin {shlex.quote(source_url())}" if SOURCE_KIND == "url" else "",
         # a downloaded archive was verified by the download rule
         checksums="" if SOURCE_KIND == "url" else checksum_args(),
+    conda:
+        "../envs/lfwcnn.yaml"
     log:
         "logs/data/obtain_{variant}.log",
     shell:
-        "{PYTHON} -m lfwcnn.obtain --variant {wildcards.variant} --source {params.source:q}"
-        " --origin {params.origin:q} {params.checksums} --images {output.images:q} --record {output.record:q} > {log:q} 2>&1"
+        "python -m lfwcnn.obtain --variant {wildcards.variant} --source {params.source:q}"
+        " {params.origin} {params.checksums} --images {output.images:q} --record {output.record:q} > {log:q} 2>&1"
 
 
 rule prepare_dataset:
@@ -58,10 +62,12 @@ rule prepare_dataset:
     threads: config["data"]["workers"]
     resources:
         mem_mb=2048,
+    conda:
+        "../envs/lfwcnn.yaml"
     log:
         "logs/data/prepare_{variant}.log",
     shell:
-        "{PYTHON} -m lfwcnn.prepare --images {input.images:q} --source-record {input.record:q}"
+        "python -m lfwcnn.prepare --images {input.images:q} --source-record {input.record:q}"
         " --npz {output.npz:q} --manifest {output.manifest:q} --summary {output.summary:q}"
         " --min-images {params.min_images} --crop-rows {params.rows} --crop-cols {params.cols}"
         " --size {params.size} --workers {threads} > {log:q} 2>&1"
@@ -79,8 +85,10 @@ rule split_dataset:
     params:
         test_fraction=config["split"]["test_fraction"],
         stratify="--stratify" if config["split"]["stratify"] else "",
+    conda:
+        "../envs/lfwcnn.yaml"
     log:
         "logs/data/split_{variant}_seed{seed}.log",
     shell:
-        "{PYTHON} -m lfwcnn.split --dataset {input:q} --out {output:q} --seed {wildcards.seed}"
+        "python -m lfwcnn.split --dataset {input:q} --out {output:q} --seed {wildcards.seed}"
         " --test-fraction {params.test_fraction} {params.stratify} > {log:q} 2>&1"

@@ -1,0 +1,73 @@
+"""Obtaining LFW from a folder (linked, untouched) or a local archive (checked, unpacked)."""
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from lfwcnn.cli import run
+from lfwcnn.errors import LfwcnnError
+from lfwcnn.obtain import main, obtain
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_folder_is_linked_not_copied(lfw_tree: Path, tmp_path: Path):
+    images = tmp_path / "raw" / "images"
+    record = obtain(str(lfw_tree), variant="deepfunneled", images=images)
+    assert images.is_symlink() and images.resolve() == lfw_tree.resolve()
+    assert record == {
+        "variant": "deepfunneled", "source": str(lfw_tree), "kind": "folder",
+        "path": str(lfw_tree.resolve()), "people_folders": 4,
+    }
+
+
+def test_archive_is_verified_and_unpacked_to_the_person_folders(lfw_archive, tmp_path):
+    images = tmp_path / "raw" / "images"
+    record = obtain(str(lfw_archive), variant="funneled", images=images,
+                    sha256=sha256(lfw_archive))
+    assert sorted(p.name for p in images.iterdir()) == ["Alice_Doe", "Bob_Roe", "Carol_Poe",
+                                                        "Dan_Moe"]
+    assert record["sha256"] == sha256(lfw_archive) and record["checksum_verified"]
+    assert record["matches_published"] is False  # a synthetic archive is not lfw-funneled.tgz
+    assert [p.name for p in images.parent.iterdir()] == ["images"], "no scratch left behind"
+
+
+def test_wrong_checksum_leaves_nothing(lfw_archive, tmp_path):
+    images = tmp_path / "raw" / "images"
+    with pytest.raises(LfwcnnError, match=r"checksum mismatch for .*lfw-funneled.tgz: expected"):
+        obtain(str(lfw_archive), variant="funneled", images=images, sha256="0" * 64)
+    assert not images.exists() and not images.is_symlink()
+
+
+def test_existing_target_is_never_replaced(lfw_tree, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "mine.txt").write_text("keep me")
+    with pytest.raises(LfwcnnError, match="already exists"):
+        obtain(str(lfw_tree), variant="funneled", images=images)
+    assert (images / "mine.txt").read_text() == "keep me"
+
+
+def test_cli_missing_and_empty_sources(tmp_path, capsys):
+    args = ["--variant", "funneled", "--images", str(tmp_path / "i"), "--record",
+            str(tmp_path / "r.json")]
+    assert run(main, ["--source", str(tmp_path / "absent"), *args]) == 1
+    missing = tmp_path / "absent"
+    assert capsys.readouterr().err.strip() == f"error: LFW source {missing} does not exist"
+    (tmp_path / "empty").mkdir()
+    assert run(main, ["--source", str(tmp_path / "empty"), *args]) == 1
+    assert "is empty" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists() and not (tmp_path / "i").exists()
+
+
+def test_cli_writes_the_record(lfw_archive, tmp_path):
+    record = tmp_path / "source.json"
+    code = run(main, ["--source", str(lfw_archive), "--origin", "http://example/lfw.tgz",
+                      "--variant", "funneled", "--images", str(tmp_path / "i"),
+                      "--record", str(record)])
+    assert code == 0
+    assert json.loads(record.read_text())["origin"] == "http://example/lfw.tgz"
