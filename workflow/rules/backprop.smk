@@ -8,8 +8,10 @@ rule verify_backprop:
     params:
         cases=config["backprop"]["cases"],
         seed=config["backprop"]["seed"],
+    conda:
+        "../envs/lfwcnn.yaml"
     log:
         "logs/backprop/verify.log",
     shell:
-        "{PYTHON} -m lfwcnn.verify_backprop --cases {params.cases} --seed {params.seed}"
+        "python -m lfwcnn.verify_backprop --cases {params.cases} --seed {params.seed}"
         " --json {output.json:q} --html {output.html:q} > {log:q} 2>&1"

@@ -62,5 +62,6 @@ def all_outputs():
     outputs = [
         f"data/prepared/{VARIANT}/dataset.npz",
         *(f"data/split/{VARIANT}/seed{split_seed(s)}.csv" for s in config["seeds"]),
+        "results/backprop/check.json",
     ]
     return sorted(set(outputs))
