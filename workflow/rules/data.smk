@@ -1,5 +1,12 @@
 # Data stage: obtain LFW (download, local archive or folder), prepare the arrays, split them.
 
+# Light jobs stay on the submit host under a cluster executor (the download needs the
+# internet, which compute nodes often lack).
+localrules:
+    download_lfw,
+    obtain_lfw,
+    split_dataset,
+
 
 rule download_lfw:
     output:
