@@ -63,5 +63,6 @@ def all_outputs():
         f"data/prepared/{VARIANT}/dataset.npz",
         *(f"data/split/{VARIANT}/seed{split_seed(s)}.csv" for s in config["seeds"]),
         "results/backprop/check.json",
+        "results/report/index.html",
     ]
     return sorted(set(outputs))

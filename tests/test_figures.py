@@ -1,0 +1,151 @@
+"""The figures: one tile per channel in the layer grids, pooled confusion, curves, accuracy."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from lfwcnn import figures
+from lfwcnn.errors import LfwcnnError
+from lfwcnn.figures import channel_mosaic, normalize_channels, paper_figure_numbers
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_normalize_channels_scales_each_channel_and_keeps_blank_maps_dark():
+    maps = np.zeros((3, 3, 3))
+    maps[..., 0] = np.arange(9).reshape(3, 3)  # a ramp: 0 .. 8
+    maps[..., 1] = 5.0  # constant but not zero
+    scaled = normalize_channels(maps)
+    np.testing.assert_allclose(scaled[..., 0], np.arange(9).reshape(3, 3) / 8)
+    assert (scaled[..., 1] == 0).all() and (scaled[..., 2] == 0).all()
+
+
+@pytest.mark.parametrize(("channels", "per_row", "rows", "cols"),
+                         [(32, 16, 2, 16), (20, 16, 2, 16), (3, 16, 1, 3), (128, 16, 8, 16)])
+def test_mosaic_has_one_tile_per_channel_in_row_major_order(channels, per_row, rows, cols):
+    rng = np.random.default_rng(channels)
+    maps = rng.uniform(0, 1, size=(5, 4, channels))
+    maps[..., 1] = 0.0  # a blank map still gets its tile
+    mosaic, got_rows, got_cols = channel_mosaic(maps, per_row, gap=1)
+    assert (got_rows, got_cols) == (rows, cols)
+    assert mosaic.shape == (rows * 5 + rows - 1, cols * 4 + cols - 1)
+    scaled = normalize_channels(maps)
+    tiles = 0
+    for r in range(rows):
+        for c in range(cols):
+            tile = mosaic[r * 6:r * 6 + 5, c * 5:c * 5 + 4]
+            k = r * cols + c
+            if k < channels:
+                np.testing.assert_array_equal(tile, scaled[..., k])
+                tiles += 1
+            else:
+                assert np.isnan(tile).all()  # unused tiles of the last row stay empty
+    assert tiles == channels
+    # the gaps between tiles are empty too: only tile pixels are numbers
+    assert np.count_nonzero(~np.isnan(mosaic)) == channels * 5 * 4
+
+
+def test_mosaic_rejects_a_batch():
+    with pytest.raises(LfwcnnError, match="must be \\(height, width, channels\\)"):
+        channel_mosaic(np.zeros((1, 4, 4, 2)))
+
+
+def test_layer_grid_png_counts_tiles_and_blank_maps(tmp_path):
+    maps = np.random.default_rng(0).uniform(0, 1, size=(6, 6, 20)).astype(np.float32)
+    maps[..., [3, 7]] = 0.0
+    info = figures.plot_layer_grid(maps, "conv2", tmp_path / "conv2.png", figure="Fig. 9")
+    assert info == {"layer": "conv2", "file": "conv2.png", "shape": [6, 6, 20], "tiles": 20,
+                    "rows": 2, "cols": 16, "blank_maps": 2}
+    with Image.open(tmp_path / "conv2.png") as image:
+        assert image.format == "PNG" and image.width > 500
+
+
+def test_paper_figure_numbers_follow_figs_7_to_12():
+    layers = ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "conv4"]
+    assert paper_figure_numbers(layers) == {
+        "conv1": "Fig. 7", "pool1": "Fig. 8", "conv2": "Fig. 9", "pool2": "Fig. 10",
+        "conv3": "Fig. 11", "pool3": "Fig. 12"}
+
+
+def confusion_csv(path, counts, names=("Ann_A", "Bo_B", "Cy_C")):
+    frame = pd.DataFrame(counts, index=pd.Index(list(names), name="true"), columns=list(names))
+    path.write_text(frame.to_csv())
+    return path
+
+
+def test_pooled_confusion_and_per_class_scores(tmp_path):
+    a = confusion_csv(tmp_path / "a.csv", [[3, 1, 0], [0, 2, 0], [1, 0, 1]])
+    b = confusion_csv(tmp_path / "b.csv", [[1, 0, 0], [1, 1, 0], [0, 0, 2]])
+    pooled = figures.pooled_confusion([a, b])
+    np.testing.assert_array_equal(pooled.to_numpy(), [[4, 1, 0], [1, 3, 0], [1, 0, 3]])
+    scores = figures.per_class(pooled).set_index("class")
+    assert scores.loc["Ann_A", "precision"] == pytest.approx(4 / 6)
+    assert scores.loc["Ann_A", "recall"] == pytest.approx(4 / 5)
+    assert scores.loc["Bo_B", "f1"] == pytest.approx(2 * 0.75 * 0.75 / 1.5)
+    assert list(scores["support"]) == [5, 4, 4] and list(scores["predicted"]) == [6, 4, 3]
+
+    other = confusion_csv(tmp_path / "c.csv", np.eye(3, dtype=int), ("Ann_A", "Cy_C", "Bo_B"))
+    with pytest.raises(LfwcnnError, match="other classes"):
+        figures.pooled_confusion([a, other])
+
+
+def history(epochs: int, seed: int) -> pd.DataFrame:
+    e = np.arange(1, epochs + 1)
+    return pd.DataFrame({"epoch": e, "loss": 2 / e + seed, "accuracy": 1 - 1 / (e + 1),
+                         "test_loss": 2.5 / e, "test_accuracy": 0.8 - 0.5 / e,
+                         "seconds": 1.0})
+
+
+def test_mean_curves_use_the_epochs_all_seeds_have():
+    mean = figures.mean_curves({0: history(5, 0), 1: history(3, 2)})
+    assert list(mean["epoch"]) == [1, 2, 3]
+    np.testing.assert_allclose(mean["loss"], 2 / np.arange(1, 4) + 1)
+
+
+def test_curves_and_accuracy_plots_are_written(tmp_path):
+    figures.plot_curves({0: history(4, 0), 1: history(4, 1)}, tmp_path / "curves.png",
+                        paper_accuracy=0.8347)
+    summary = {"mean": 0.8, "confidence": 0.95, "paper_accuracy": 0.8347, "verdict": "above",
+               "interval": {"low": 0.78, "high": 0.82},
+               "prediction_interval": {"low": 0.75, "high": 0.85}}
+    seeds = [{"seed": 0, "accuracy": 0.79, "ci_low": 0.75, "ci_high": 0.83},
+             {"seed": 1, "accuracy": 0.81, "ci_low": None, "ci_high": None}]
+    figures.plot_accuracy_distribution(seeds, summary, tmp_path / "accuracy.png")
+    for name in ("curves.png", "accuracy.png"):
+        assert (tmp_path / name).read_bytes()[:8] == PNG
+    with pytest.raises(LfwcnnError, match="no training histories"):
+        figures.plot_curves({}, tmp_path / "none.png")
+    with pytest.raises(LfwcnnError, match="lacks the columns"):
+        (tmp_path / "bad.csv").write_text("epoch,loss\n1,2\n")
+        figures.read_history(tmp_path / "bad.csv")
+
+
+def test_training_command_draws_all_and_pools_the_seeds(tmp_path):
+    paths = {"histories": [], "metrics": [], "confusions": []}
+    for seed in (0, 1):
+        h = tmp_path / f"h{seed}.csv"
+        history(3, seed).to_csv(h, index=False)
+        m = tmp_path / f"m{seed}.json"
+        m.write_text(json.dumps({"seed": seed, "accuracy": 0.5 + seed / 10,
+                                 "accuracy_interval": {"low": 0.4, "high": 0.7}}))
+        c = confusion_csv(tmp_path / f"c{seed}.csv", [[2, 0, 0], [0, 1, 1], [0, 0, 2]])
+        paths["histories"].append(str(h))
+        paths["metrics"].append(str(m))
+        paths["confusions"].append(str(c))
+    aggregate = tmp_path / "aggregate.json"
+    aggregate.write_text(json.dumps({"mean": 0.55, "confidence": 0.95, "paper_accuracy": 0.8347,
+                                     "verdict": "above", "interval": {"low": 0.5, "high": 0.6},
+                                     "prediction_interval": None}))
+    out = tmp_path / "out"
+    figures.main(["training", "--histories", *paths["histories"], "--metrics",
+                  *paths["metrics"], "--confusions", *paths["confusions"], "--aggregate",
+                  str(aggregate), "--out-dir", str(out)])
+    assert sorted(p.name for p in out.iterdir()) == [
+        "accuracy.png", "confusion.csv", "confusion.png", "curves.png", "per_class.csv"]
+    pooled = pd.read_csv(out / "confusion.csv", index_col=0)
+    assert int(np.trace(pooled.to_numpy())) == 10 and int(pooled.to_numpy().sum()) == 12
