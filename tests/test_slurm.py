@@ -184,6 +184,7 @@ def test_pipeline_through_slurm_survives_a_bad_partition_and_a_killed_job(
     for seed in (0, 1):
         info = json.loads((project / f"results/models/funneled/seed{seed}/train.json").read_text())
         assert info["cuda_visible_devices"] in {"0", "1"}, info
+        assert info["gpu_source"] == "slurm", info
 
     # 3. The rerun picks up where it stopped: the killed job again, then the report.
     again = slurm_snakemake(project, *TARGETS)

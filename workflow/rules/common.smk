@@ -58,10 +58,35 @@ def split_seed(seed):
     return int(seed) if pinned is None else pinned
 
 
+def train_split(wildcards):
+    return f"data/split/{wildcards.variant}/seed{split_seed(wildcards.seed)}.csv"
+
+
+def model_args():
+    model = config["model"]
+    return (
+        f"--filters {' '.join(map(str, model['filters']))}"
+        f" --kernel-size {model['kernel_size']} --pool-size {model['pool_size']}"
+        f" --dense-units {' '.join(map(str, model['dense_units']))}"
+        f" --dropout-rate {model['dropout_rate']}"
+        f" --dropout-placement {model['dropout_placement']}"
+    )
+
+
+def schedule_args():
+    train = config["train"]
+    return (
+        f"--epochs {train['epochs']} --batch-size {train['batch_size']}"
+        f" --optimizer {train['optimizer']} --learning-rate {train['learning_rate']}"
+        f" --device {train['device']}"
+    )
+
+
 def all_outputs():
     outputs = [
         f"data/prepared/{VARIANT}/dataset.npz",
         *(f"data/split/{VARIANT}/seed{split_seed(s)}.csv" for s in config["seeds"]),
+        f"results/eval/{VARIANT}/aggregate.json",
         "results/backprop/check.json",
         "results/report/index.html",
     ]

@@ -1,0 +1,193 @@
+"""Across seeds: mean, spread and intervals of the test accuracy, and a verdict on the paper's.
+
+A seed drives both the split and the initial weights, so the spread over seeds covers the
+paper's whole random protocol. The verdict places the paper's 83.47 % against the t-interval
+of the mean accuracy. That interval narrows as seeds are added, while the paper reports one
+run; so the prediction interval for a single further run is given too, with its own verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lfwcnn.atomic import write_text
+from lfwcnn.cli import run
+from lfwcnn.errors import LfwcnnError
+
+log = logging.getLogger(__name__)
+
+VERDICTS = ("inside", "above", "below", "undefined")
+SEED_COLUMNS = ("seed", "split_seed", "test_images", "correct", "accuracy", "ci_low", "ci_high",
+                "paper_in_ci", "loss", "device", "epochs")
+
+
+def _t_quantile(confidence: float, dof: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf((1 + confidence) / 2, dof))
+
+
+def mean_interval(values: Sequence[float], confidence: float) -> tuple[float, float] | None:
+    """Student-t interval of the mean; None with fewer than two values (no spread to use)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return None
+    half = _t_quantile(confidence, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def prediction_interval(values: Sequence[float], confidence: float) -> tuple[float, float] | None:
+    """Where one more run's accuracy should fall: the t-interval widened by sqrt(1 + 1/n)."""
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n < 2:
+        return None
+    half = _t_quantile(confidence, n - 1) * values.std(ddof=1) * math.sqrt(1 + 1 / n)
+    return float(values.mean() - half), float(values.mean() + half)
+
+
+def verdict(value: float, interval: tuple[float, float] | None) -> str:
+    """'inside', or 'above'/'below' when ``value`` lies beyond the interval; 'undefined' without."""
+    if interval is None:
+        return "undefined"
+    low, high = interval
+    if value > high:
+        return "above"
+    if value < low:
+        return "below"
+    return "inside"
+
+
+def points(value: float) -> float:
+    """An accuracy difference in percentage points, rounded for reading."""
+    return round(100 * value, 2)
+
+
+def read_metrics(paths: Sequence[str]) -> list[dict]:
+    """Per-seed metrics files, checked: each readable, an accuracy in [0, 1], no seed twice."""
+    records, seen = [], {}
+    for path in paths:
+        try:
+            record = json.loads(Path(path).read_text(encoding="utf-8"))
+            accuracy = float(record["accuracy"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise LfwcnnError(f"{path}: not a per-seed metrics file ({err})") from None
+        if not 0 <= accuracy <= 1:
+            raise LfwcnnError(f"{path}: accuracy {accuracy} is not in [0, 1]")
+        seed = record.get("seed")
+        if seed is not None and seed in seen:
+            raise LfwcnnError(f"seed {seed} appears twice: {seen[seed]} and {path}")
+        seen[seed] = path
+        records.append(record)
+    if not records:
+        raise LfwcnnError("no metrics files given")
+    return records
+
+
+def per_seed_table(records: Sequence[dict], paper_accuracy: float) -> pd.DataFrame:
+    rows = []
+    for record in records:
+        interval = record.get("accuracy_interval") or {}
+        low, high = interval.get("low"), interval.get("high")
+        inside = None if low is None else low <= paper_accuracy <= high
+        train = record.get("train") or {}
+        rows.append({
+            "seed": record.get("seed"), "split_seed": record.get("split_seed"),
+            "test_images": record.get("test_images"), "correct": record.get("correct"),
+            "accuracy": record["accuracy"], "ci_low": low, "ci_high": high,
+            "paper_in_ci": inside, "loss": record.get("loss"),
+            "device": train.get("device"), "epochs": train.get("epochs"),
+        })
+    return pd.DataFrame(rows, columns=list(SEED_COLUMNS))
+
+
+def summarize(accuracies: Sequence[float], paper_accuracy: float, confidence: float) -> dict:
+    """The across-seed numbers and the verdict; every statistic a plain float or None."""
+    values = np.asarray(accuracies, dtype=float)
+    n = len(values)
+    mean = float(values.mean())
+    interval = mean_interval(values, confidence)
+    single = prediction_interval(values, confidence)
+    result = {
+        "seeds": n,
+        "mean": mean,
+        "std": float(values.std(ddof=1)) if n > 1 else None,
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "confidence": confidence,
+        "interval": None if interval is None else {"method": "student-t of the mean",
+                                                   "low": interval[0], "high": interval[1]},
+        "prediction_interval": None if single is None else {
+            "method": "student-t for one further run", "low": single[0], "high": single[1]},
+        "paper_accuracy": paper_accuracy,
+        "verdict": verdict(paper_accuracy, interval),
+        "verdict_single_run": verdict(paper_accuracy, single),
+        "difference_points": points(paper_accuracy - mean),
+    }
+    result["distance_to_interval_points"] = (
+        None if interval is None
+        else points(max(interval[0] - paper_accuracy, paper_accuracy - interval[1], 0.0))
+    )
+    result["statement"] = statement(result)
+    return result
+
+
+def statement(summary: dict) -> str:
+    """One sentence for the report: where the paper's number lies and by how much."""
+    paper = f"The paper's {summary['paper_accuracy']:.2%}"
+    level = f"{summary['confidence']:.0%}"
+    gap = summary["difference_points"]
+    relation = f"{abs(gap):.2f} points {'above' if gap >= 0 else 'below'} the mean"
+    if summary["verdict"] == "undefined":
+        return (f"{paper} is {relation} of the single seed ({summary['mean']:.2%}); with one "
+                "seed there is no spread, so the interval over seeds is undefined.")
+    interval = summary["interval"]
+    span = f"{interval['low']:.2%} to {interval['high']:.2%}"
+    where = {"inside": "lies inside", "above": "lies above", "below": "lies below"}
+    return (f"{paper} {where[summary['verdict']]} the {level} interval of the mean over "
+            f"{summary['seeds']} seeds ({span}), {relation} ({summary['mean']:.2%}).")
+
+
+def aggregate(records: Sequence[dict], paper_accuracy: float, confidence: float):
+    """(summary dict, per-seed table) of already-checked per-seed metrics."""
+    if not 0 < confidence < 1:
+        raise LfwcnnError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+    if not 0 <= paper_accuracy <= 1:
+        raise LfwcnnError(f"paper accuracy must lie in [0, 1], got {paper_accuracy}")
+    table = per_seed_table(records, paper_accuracy)
+    summary = summarize(table["accuracy"].to_numpy(), paper_accuracy, confidence)
+    summary["by_seed"] = [
+        {"seed": record.get("seed"), "accuracy": float(record["accuracy"]),
+         "interval": record.get("accuracy_interval")}
+        for record in records
+    ]
+    return summary, table
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--metrics", nargs="+", required=True, help="per-seed metrics.json files")
+    parser.add_argument("--paper-accuracy", type=float, default=0.8347)
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--out-json", required=True, help="aggregate.json to write")
+    parser.add_argument("--out-csv", required=True, help="accuracy_by_seed.csv to write")
+    args = parser.parse_args(argv)
+    summary, table = aggregate(read_metrics(args.metrics), args.paper_accuracy, args.confidence)
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False)
+    write_text(args.out_csv, buffer.getvalue())
+    write_text(args.out_json, json.dumps(summary, indent=2) + "\n")
+    log.info("%s", summary["statement"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

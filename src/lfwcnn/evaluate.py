@@ -1,0 +1,224 @@
+"""Score one trained seed on its test images: accuracy, loss, per-class scores, confusion matrix.
+
+Besides the accuracy, ``metrics.json`` holds its binomial confidence interval over the test
+images (Clopper-Pearson, exact), so a single seed can already say whether the paper's number
+is within what 593 test images can resolve; ``lfwcnn.aggregate`` then looks across seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lfwcnn.atomic import atomic_path, write_text
+from lfwcnn.cli import run
+from lfwcnn.dataset import Dataset, load_dataset, load_split
+from lfwcnn.errors import LfwcnnError
+from lfwcnn.model import scale_pixels
+
+log = logging.getLogger(__name__)
+
+EPSILON = 1e-7  # Keras' clipping in categorical cross-entropy, so the loss matches training's
+OUTPUTS = ("metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "predictions.csv")
+TRAIN_INFO_KEYS = ("seed", "split_seed", "device", "gpu_name", "epochs", "seconds",
+                   "seconds_per_epoch", "params", "tensorflow", "keras")
+
+
+def check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise LfwcnnError(f"confidence must lie strictly between 0 and 1, got {confidence}")
+
+
+def binomial_interval(correct: int, total: int, confidence: float) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval of an accuracy of ``correct`` out of ``total``."""
+    from scipy.stats import binomtest
+
+    check_confidence(confidence)
+    if total < 1 or not 0 <= correct <= total:
+        raise LfwcnnError(f"need 0 <= correct <= total and total >= 1, got {correct}/{total}")
+    ci = binomtest(correct, total).proportion_ci(confidence_level=confidence, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """Mean categorical cross-entropy computed as Keras does (normalise, clip, log)."""
+    p = probabilities / probabilities.sum(axis=1, keepdims=True)
+    p = np.clip(p[np.arange(len(labels)), labels], EPSILON, 1 - EPSILON)
+    return float(-np.mean(np.log(p)))
+
+
+def predict(model_path: str | os.PathLike, images: np.ndarray, batch_size: int = 256):
+    """Class probabilities of the saved model for uint8 images (scaled as in training).
+
+    Runs on the CPU: a few hundred images take a second there, and a GPU left alone stays
+    whole for the training jobs that may be sharing it.
+    """
+    import tensorflow as tf
+
+    # a RuntimeError means the runtime already started in this process: placement then stays
+    with contextlib.suppress(RuntimeError):
+        tf.config.set_visible_devices([], "GPU")
+    import keras
+
+    try:
+        model = keras.models.load_model(model_path)
+    except (OSError, ValueError) as err:
+        raise LfwcnnError(f"{model_path}: cannot load the model ({err})") from None
+    expected = tuple(model.input_shape[1:])
+    if expected != images.shape[1:]:
+        raise LfwcnnError(
+            f"{model_path}: the model takes images of {expected}, the dataset holds "
+            f"{images.shape[1:]}"
+        )
+    return np.asarray(model.predict(scale_pixels(images), batch_size=batch_size, verbose=0),
+                      dtype=np.float64)
+
+
+def score(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
+          confidence: float) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Metrics, per-class table and confusion matrix (rows: true, columns: predicted)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    n_classes = len(class_names)
+    if probabilities.shape != (len(labels), n_classes):
+        raise LfwcnnError(
+            f"the model gives {probabilities.shape[1]} class scores, the dataset has "
+            f"{n_classes} classes"
+        )
+    predicted = probabilities.argmax(axis=1)
+    correct = int((predicted == labels).sum())
+    total = len(labels)
+    low, high = binomial_interval(correct, total, confidence)
+    classes = np.arange(n_classes)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=classes, zero_division=0
+    )
+    per_class = pd.DataFrame({
+        "class": list(class_names), "precision": precision, "recall": recall, "f1": f1,
+        "support": support, "predicted": np.bincount(predicted, minlength=n_classes),
+    })
+    averages = {}
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(
+            labels, predicted, labels=classes, average=average, zero_division=0
+        )
+        averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    confusion = pd.DataFrame(
+        confusion_matrix(labels, predicted, labels=classes),
+        index=pd.Index(list(class_names), name="true"),
+        columns=list(class_names),
+    )
+    metrics = {
+        "test_images": total,
+        "correct": correct,
+        "accuracy": correct / total,
+        "loss": cross_entropy(labels, probabilities),
+        "accuracy_interval": {"confidence": confidence, "method": "clopper-pearson",
+                              "low": low, "high": high},
+        "classes": n_classes,
+        "chance_accuracy": 1 / n_classes,
+        "majority_accuracy": float(np.bincount(labels, minlength=n_classes).max() / total),
+        **{f"{name}_avg": values for name, values in averages.items()},
+    }
+    return metrics, per_class, confusion
+
+
+def predictions_table(data: Dataset, test_idx: np.ndarray, probabilities: np.ndarray):
+    predicted = probabilities.argmax(axis=1)
+    true = data.labels[test_idx]
+    return pd.DataFrame({
+        "file": data.files[test_idx],
+        "true": data.class_names[true],
+        "predicted": data.class_names[predicted],
+        "confidence": probabilities.max(axis=1).round(6),
+        "correct": predicted == true,
+    })
+
+
+def plot_confusion(confusion: pd.DataFrame, title: str, path: str | os.PathLike) -> None:
+    """Counts, coloured by share of the true class, so small classes read as well as big ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = confusion.to_numpy()
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    n = len(counts)
+    side = max(5.0, 0.32 * n + 2.5)
+    fig, ax = plt.subplots(figsize=(side, side))
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    names = [name.replace("_", " ") for name in confusion.columns]
+    ax.set_xticks(range(n), names, rotation=90, fontsize=7)
+    ax.set_yticks(range(n), names, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for (i, j), count in np.ndenumerate(counts):
+        if count:
+            ax.text(j, i, str(count), ha="center", va="center", fontsize=6,
+                    color="white" if shares[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def read_train_info(path: str | os.PathLike | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        info = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise LfwcnnError(f"{path}: cannot read the training record ({err})") from None
+    return {key: info.get(key) for key in TRAIN_INFO_KEYS}
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", required=True, help="prepared dataset.npz")
+    parser.add_argument("--split", required=True, help="split CSV the model was trained with")
+    parser.add_argument("--model", required=True, help="trained model (.keras)")
+    parser.add_argument("--train-info", help="train.json of the run: seed, device, timings")
+    parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--out-dir", required=True, help=f"folder for {', '.join(OUTPUTS)}")
+    args = parser.parse_args(argv)
+    check_confidence(args.confidence)
+    if not Path(args.model).is_file():
+        raise LfwcnnError(f"{args.model}: no such model file")
+    train_info = read_train_info(args.train_info)
+    data = load_dataset(args.dataset)
+    _, test_idx = load_split(args.split, data)
+    probabilities = predict(args.model, data.images[test_idx])
+    metrics, per_class, confusion = score(
+        data.labels[test_idx], probabilities, list(data.class_names), args.confidence
+    )
+    metrics = {"seed": train_info.get("seed"), "split_seed": train_info.get("split_seed"),
+               **metrics, "model": str(args.model), "split": str(args.split),
+               "train": train_info}
+    out = Path(args.out_dir)
+    write_text(out / "per_class.csv", per_class.to_csv(index=False))
+    write_text(out / "confusion.csv", confusion.to_csv())
+    write_text(out / "predictions.csv", predictions_table(data, test_idx, probabilities)
+               .to_csv(index=False))
+    title = f"test accuracy {metrics['accuracy']:.2%} ({metrics['correct']}/{len(test_idx)})"
+    if metrics["seed"] is not None:
+        title = f"seed {metrics['seed']}: {title}"
+    plot_confusion(confusion, title, out / "confusion.png")
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    interval = metrics["accuracy_interval"]
+    log.info("test accuracy %.4f (%d/%d), %.0f %% interval %.4f to %.4f", metrics["accuracy"],
+             metrics["correct"], len(test_idx), 100 * args.confidence, interval["low"],
+             interval["high"])
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))

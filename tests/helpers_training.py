@@ -1,0 +1,101 @@
+"""Small synthetic datasets and command lines for the training and evaluation tests.
+
+The faces are tiny (16x16) and each class has its own colour and stripe pattern under noise,
+so a two-block CNN learns them in a few epochs on a CPU: a test can tell a working pipeline
+from one that predicts at chance.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from lfwcnn.dataset import Dataset, save_dataset, save_split
+
+SIDE = 16
+# Two conv-pool blocks fit 16x16 images: 16 -> 14 -> 7 -> 5 -> 2.
+TINY_ARCH = {"filters": (4, 8), "kernel_size": 3, "pool_size": 2, "dense_units": (16, 8),
+             "dropout_rate": 0.5, "dropout_placement": "last"}
+
+
+def tf_env() -> dict[str, str]:
+    """Environment for child processes: quiet TensorFlow, no GPU surprises, src importable."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    return env
+
+
+def make_dataset(n_classes: int = 4, per_class: int = 24, side: int = SIDE,
+                 seed: int = 0) -> Dataset:
+    """Learnable faces: a class-specific mean colour and stripe orientation, plus noise."""
+    rng = np.random.default_rng(seed)
+    images, labels, files = [], [], []
+    rows = np.arange(side)[:, None] * np.ones((1, side))
+    for label in range(n_classes):
+        colour = rng.uniform(40, 215, size=3)
+        stripes = np.sin((rows if label % 2 else rows.T) * (1 + label) * 0.8) * 40
+        for k in range(per_class):
+            noise = rng.normal(0, 20, size=(side, side, 3))
+            face = colour + stripes[..., None] + noise
+            images.append(np.clip(face, 0, 255).astype(np.uint8))
+            labels.append(label)
+            files.append(f"Person_{label}/Person_{label}_{k + 1:04d}.jpg")
+    order = rng.permutation(len(images))
+    return Dataset(
+        images=np.stack(images)[order],
+        labels=np.array(labels, dtype=np.int64)[order],
+        class_names=np.array([f"Person_{i}" for i in range(n_classes)]),
+        files=np.array(files)[order],
+    )
+
+
+def split_in_quarters(data: Dataset, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A 0.75/0.25 split of row indices, as the split step draws one."""
+    order = np.random.default_rng(seed).permutation(len(data.labels))
+    cut = len(order) * 3 // 4
+    return order[:cut], order[cut:]
+
+
+def write_synthetic(folder: Path, **kwargs) -> tuple[Path, Path]:
+    """Write ``dataset.npz`` and ``split.csv`` into ``folder``; return their paths."""
+    data = make_dataset(**kwargs)
+    train, test = split_in_quarters(data)
+    npz, split = folder / "dataset.npz", folder / "split.csv"
+    save_dataset(npz, data)
+    save_split(split, data.files, train, test)
+    return npz, split
+
+
+def train_argv(npz: Path, split: Path, out: Path, /, *, seed: int = 0, epochs: int = 3,
+               **options) -> list[str]:
+    """Arguments of ``lfwcnn.train`` for the tiny architecture; ``options`` override any flag."""
+    flags = {
+        "--dataset": npz, "--split": split, "--seed": seed, "--epochs": epochs,
+        "--batch-size": 16, "--filters": TINY_ARCH["filters"],
+        "--kernel-size": 3, "--pool-size": 2, "--dense-units": TINY_ARCH["dense_units"],
+        "--dropout-rate": 0.5, "--dropout-placement": "last", "--device": "cpu",
+        "--threads": 1, "--backup-dir": out / "backup", "--model": out / "model.keras",
+        "--history": out / "history.csv", "--info": out / "train.json",
+    }
+    for key, value in options.items():
+        flags["--" + key.replace("_", "-")] = value
+    argv: list[str] = []
+    for flag, value in flags.items():
+        if value is None:
+            continue
+        argv.append(flag)
+        argv.extend(str(v) for v in value) if isinstance(value, tuple | list) else argv.append(
+            str(value))
+    return argv
+
+
+def python_module(module: str) -> list[str]:
+    return [sys.executable, "-m", module]
+
+
+def model_weights(path: Path) -> list[np.ndarray]:
+    import keras
+
+    return [np.asarray(w) for w in keras.models.load_model(path).get_weights()]

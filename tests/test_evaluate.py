@@ -1,0 +1,242 @@
+"""Evaluation per seed and across seeds: statistics on hand-computed values, outputs, bad input."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers_training import TINY_ARCH, make_dataset, split_in_quarters
+
+from lfwcnn import aggregate, evaluate
+from lfwcnn.cli import run
+from lfwcnn.dataset import save_dataset, save_split
+from lfwcnn.errors import LfwcnnError
+from lfwcnn.train import Architecture, Schedule, train, write_outputs
+
+T_975_2 = 4.302652729749462  # Student t, 97.5 % quantile, 2 degrees of freedom
+
+
+# ------------------------------------------------------------------------------- statistics
+
+
+def test_binomial_interval_at_the_edges_has_a_closed_form():
+    # Clopper-Pearson: 0/n -> [0, 1 - (a/2)^(1/n)], n/n -> [(a/2)^(1/n), 1]
+    low, high = evaluate.binomial_interval(0, 10, 0.95)
+    assert low == 0 and high == pytest.approx(1 - 0.025 ** 0.1)  # 0.3085
+    low, high = evaluate.binomial_interval(10, 10, 0.95)
+    assert low == pytest.approx(0.025 ** 0.1) and high == 1
+
+
+def test_binomial_interval_of_the_papers_495_of_593():
+    low, high = evaluate.binomial_interval(495, 593, 0.95)
+    assert (round(low, 4), round(high, 4)) == (0.8024, 0.8637)
+    assert evaluate.binomial_interval(98, 593, 0.95) == pytest.approx((1 - high, 1 - low))
+
+
+def test_binomial_interval_refuses_impossible_counts():
+    with pytest.raises(LfwcnnError, match="correct <= total"):
+        evaluate.binomial_interval(11, 10, 0.95)
+    with pytest.raises(LfwcnnError, match="confidence must lie strictly between 0 and 1"):
+        evaluate.binomial_interval(5, 10, 1.0)
+
+
+def test_cross_entropy_by_hand():
+    probabilities = np.array([[0.5, 0.5], [0.9, 0.1], [0.0, 1.0]])
+    # -(ln 0.5 + ln 0.9 + ln 1e-7) / 3: a zero probability is clipped as Keras clips it
+    expected = (math.log(2) - math.log(0.9) - math.log(1e-7)) / 3
+    assert evaluate.cross_entropy(np.array([0, 0, 0]), probabilities) == pytest.approx(expected)
+
+
+def test_mean_and_prediction_intervals_by_hand():
+    values = [0.80, 0.82, 0.84]  # mean 0.82, sd 0.02
+    low, high = aggregate.mean_interval(values, 0.95)
+    half = T_975_2 * 0.02 / math.sqrt(3)  # 0.04968
+    assert (low, high) == pytest.approx((0.82 - half, 0.82 + half))
+    low, high = aggregate.prediction_interval(values, 0.95)
+    half = T_975_2 * 0.02 * math.sqrt(1 + 1 / 3)  # 0.09937
+    assert (low, high) == pytest.approx((0.82 - half, 0.82 + half))
+
+
+def test_verdicts():
+    assert aggregate.verdict(0.8347, (0.80, 0.85)) == "inside"
+    assert aggregate.verdict(0.8347, (0.70, 0.80)) == "above"
+    assert aggregate.verdict(0.8347, (0.85, 0.90)) == "below"
+    assert aggregate.verdict(0.8347, None) == "undefined"
+
+
+def test_summary_paper_above_the_interval():
+    summary = aggregate.summarize([0.80, 0.81, 0.79], 0.8347, 0.95)
+    half = T_975_2 * 0.01 / math.sqrt(3)  # interval 0.7752 .. 0.8248
+    assert summary["mean"] == pytest.approx(0.80) and summary["std"] == pytest.approx(0.01)
+    assert (summary["min"], summary["max"]) == (0.79, 0.81)
+    assert summary["interval"]["low"] == pytest.approx(0.80 - half)
+    assert summary["verdict"] == "above"
+    assert summary["difference_points"] == 3.47
+    assert summary["distance_to_interval_points"] == round(100 * (0.8347 - 0.80 - half), 2)
+    assert summary["verdict_single_run"] == "inside"  # one run may well land at 83.47 %
+    assert "lies above the 95% interval of the mean over 3 seeds" in summary["statement"]
+
+
+def test_summary_paper_below_and_inside():
+    below = aggregate.summarize([0.88, 0.89, 0.90], 0.8347, 0.95)
+    assert below["verdict"] == "below" and below["difference_points"] == -5.53
+    inside = aggregate.summarize([0.80, 0.82, 0.84], 0.8347, 0.95)
+    assert inside["verdict"] == "inside" and inside["distance_to_interval_points"] == 0
+
+
+def test_one_seed_leaves_the_interval_undefined():
+    summary = aggregate.summarize([0.83], 0.8347, 0.95)
+    assert summary["std"] is None and summary["interval"] is None
+    assert summary["verdict"] == "undefined" and summary["difference_points"] == 0.47
+    assert "undefined" in summary["statement"]
+    json.dumps(summary)  # and it is still valid JSON
+
+
+# ------------------------------------------------------------------------------- per seed
+
+
+@pytest.fixture(scope="module")
+def trained_seed(tmp_path_factory):
+    """A tiny model trained 3 epochs, written as the train rule writes it."""
+    tmp = tmp_path_factory.mktemp("seed")
+    data = make_dataset()
+    train_idx, test_idx = split_in_quarters(data)
+    save_dataset(tmp / "dataset.npz", data)
+    save_split(tmp / "split.csv", data.files, train_idx, test_idx)
+    trained = train(data, train_idx, test_idx, schedule=Schedule(7, 3, 16, learning_rate=0.01),
+                    architecture=Architecture(**TINY_ARCH), backup_dir=tmp / "backup",
+                    device="cpu", threads=1)
+    trained.info["split_seed"] = 3
+    write_outputs(trained, model_path=tmp / "model.keras", history_path=tmp / "history.csv",
+                  info_path=tmp / "train.json")
+    return tmp, trained
+
+
+def evaluate_argv(folder, out, **changes):
+    args = {"--dataset": folder / "dataset.npz", "--split": folder / "split.csv",
+            "--model": folder / "model.keras", "--train-info": folder / "train.json",
+            "--out-dir": out, **changes}
+    return [str(item) for pair in args.items() for item in pair]
+
+
+def test_evaluation_outputs_agree_with_each_other_and_with_training(trained_seed, tmp_path):
+    folder, trained = trained_seed
+    out = tmp_path / "eval"
+    assert run(evaluate.main, evaluate_argv(folder, out)) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = pd.read_csv(out / "predictions.csv")
+    confusion = pd.read_csv(out / "confusion.csv", index_col="true")
+    per_class = pd.read_csv(out / "per_class.csv")
+
+    assert (metrics["seed"], metrics["split_seed"], metrics["test_images"]) == (7, 3, 24)
+    assert list(predictions.columns) == ["file", "true", "predicted", "confidence", "correct"]
+    assert metrics["correct"] == predictions["correct"].sum() == np.trace(confusion.to_numpy())
+    assert metrics["accuracy"] == metrics["correct"] / 24
+    assert confusion.to_numpy().sum() == 24 and list(confusion.index) == list(confusion.columns)
+    assert per_class["support"].tolist() == confusion.sum(axis=1).tolist()
+    assert per_class["predicted"].tolist() == confusion.sum(axis=0).tolist()
+    # the evaluation step and Keras' per-epoch test metrics are computed independently
+    assert metrics["accuracy"] == pytest.approx(trained.info["final"]["test_accuracy"], abs=1e-6)
+    assert metrics["loss"] == pytest.approx(trained.info["final"]["test_loss"], rel=1e-5)
+    low, high = evaluate.binomial_interval(metrics["correct"], 24, 0.95)
+    assert metrics["accuracy_interval"] == {"confidence": 0.95, "method": "clopper-pearson",
+                                            "low": low, "high": high}
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert metrics["train"]["device"] == "cpu" and metrics["chance_accuracy"] == 0.25
+
+
+def write_dataset(folder, data):
+    train_idx, test_idx = split_in_quarters(data)
+    save_dataset(folder / "dataset.npz", data)
+    save_split(folder / "split.csv", data.files, train_idx, test_idx)
+    return {"--dataset": folder / "dataset.npz", "--split": folder / "split.csv"}
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("five classes", "the model gives 4 class scores, the dataset has 5 classes"),
+        ("bigger images", "the model takes images of (16, 16, 3), the dataset holds (20, 20, 3)"),
+        ("no model", "no such model file"),
+        ("bad confidence", "confidence must lie strictly between 0 and 1, got 1.5"),
+    ],
+)
+def test_mismatched_inputs_are_one_line_errors(trained_seed, tmp_path, capsys, change, message):
+    folder, _ = trained_seed
+    changes = {
+        "five classes": lambda: write_dataset(tmp_path, make_dataset(n_classes=5)),
+        "bigger images": lambda: write_dataset(tmp_path, make_dataset(side=20)),
+        "no model": lambda: {"--model": tmp_path / "none.keras"},
+        "bad confidence": lambda: {"--confidence": 1.5},
+    }[change]()
+    status = run(evaluate.main, evaluate_argv(folder, tmp_path / "out", **changes))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and err[-1].startswith("error: ") and message in err[-1], err
+    assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------- across seeds
+
+
+def metrics_file(folder, seed, correct, total=593):
+    low, high = evaluate.binomial_interval(correct, total, 0.95)
+    record = {"seed": seed, "split_seed": seed, "test_images": total, "correct": correct,
+              "accuracy": correct / total, "loss": 0.6,
+              "accuracy_interval": {"confidence": 0.95, "low": low, "high": high},
+              "train": {"device": "cpu", "epochs": 100}}
+    path = folder / f"seed{seed}.json"
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_aggregate_writes_the_verdict_and_the_table(tmp_path):
+    paths = [metrics_file(tmp_path, seed, correct)
+             for seed, correct in [(0, 474), (1, 480), (2, 468)]]  # 79.9 %, 80.9 %, 78.9 %
+    out_json, out_csv = tmp_path / "aggregate.json", tmp_path / "by_seed.csv"
+    argv = ["--metrics", *map(str, paths), "--out-json", str(out_json), "--out-csv", str(out_csv)]
+    assert run(aggregate.main, argv) == 0
+    summary = json.loads(out_json.read_text())
+    table = pd.read_csv(out_csv)
+    assert summary["seeds"] == 3 and summary["mean"] == pytest.approx(474 / 593)
+    assert summary["verdict"] == "above" and summary["paper_accuracy"] == 0.8347
+    assert [row["seed"] for row in summary["by_seed"]] == [0, 1, 2]
+    assert table["seed"].tolist() == [0, 1, 2]
+    assert table["accuracy"].tolist() == pytest.approx([474 / 593, 480 / 593, 468 / 593])
+    # 0.8347 lies inside the binomial interval of 480/593 (0.7755 .. 0.8403) only; those of
+    # 474/593 and 468/593 end at 0.8308 and 0.8214
+    assert table["paper_in_ci"].tolist() == [False, True, False]
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("duplicate seed", "seed 0 appears twice"),
+        ("missing file", "not a per-seed metrics file"),
+        ("accuracy above one", "accuracy 1.5 is not in [0, 1]"),
+        ("bad confidence", "confidence must lie strictly between 0 and 1, got 0"),
+    ],
+)
+def test_aggregate_bad_input(tmp_path, capsys, case, message):
+    paths = [metrics_file(tmp_path, 0, 480)]
+    extra = []
+    if case == "duplicate seed":
+        twin = tmp_path / "twin.json"
+        twin.write_text(paths[0].read_text())
+        paths.append(twin)
+    if case == "missing file":
+        paths.append(tmp_path / "absent.json")
+    if case == "accuracy above one":
+        paths[0].write_text(json.dumps({"seed": 0, "accuracy": 1.5}))
+    if case == "bad confidence":
+        extra = ["--confidence", "0"]
+    argv = ["--metrics", *map(str, paths), "--out-json", str(tmp_path / "a.json"),
+            "--out-csv", str(tmp_path / "a.csv"), *extra]
+    assert run(aggregate.main, argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1], err
+    assert not (tmp_path / "a.json").exists()

@@ -1,0 +1,43 @@
+# Training stage (claims C2, C5): the paper's CNN, one job per seed; see docs/training.md.
+#
+# GPU resource: a job declares gpu=1 unless train.device is cpu. Snakemake leaves a resource
+# unlimited unless --resources names it, so on a CPU-only machine the declaration costs
+# nothing and seeds run as parallel as --cores allows (threads below); on a GPU machine
+# `--resources gpu=N` keeps one training per GPU (device auto then finds the GPU). On a
+# cluster without GPUs set train.device: cpu, so that no job asks the scheduler for one.
+
+
+rule train_model:
+    input:
+        dataset="data/prepared/{variant}/dataset.npz",
+        split=train_split,
+    output:
+        model="results/models/{variant}/seed{seed}/model.keras",
+        history=report(
+            "results/models/{variant}/seed{seed}/history.csv",
+            caption="../report/training_history.rst",
+            category="Training",
+            labels={"variant": "{variant}", "seed": "{seed}", "table": "history"},
+        ),
+        info="results/models/{variant}/seed{seed}/train.json",
+    params:
+        split_seed=lambda wildcards: split_seed(wildcards.seed),
+        # per-epoch snapshots; a rerun after a kill resumes there; removed after success
+        backup="results/models/{variant}/seed{seed}/backup",
+        model=model_args(),
+        schedule=schedule_args(),
+    threads: 2
+    resources:
+        mem_mb=4096,  # 1.3 GB peak measured on a CPU (benchmarks/); CUDA libraries add more
+        gpu=0 if config["train"]["device"] == "cpu" else 1,
+    conda:
+        "../envs/lfwcnn.yaml"
+    log:
+        "logs/train/{variant}/seed{seed}.log",
+    shell:
+        "python -m lfwcnn.train --dataset {input.dataset:q} --split {input.split:q}"
+        " --seed {wildcards.seed} --split-seed {params.split_seed} {params.schedule}"
+        " {params.model} --threads {threads} --gpus {resources.gpu}"
+        " --backup-dir {params.backup:q}"
+        " --model {output.model:q} --history {output.history:q} --info {output.info:q}"
+        " > {log:q} 2>&1"
