@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 import lfwcnn  # noqa: E402
-from lfwcnn import backprop, verify_backprop  # noqa: E402
+from lfwcnn import backprop, fig4, verify_backprop  # noqa: E402
 from lfwcnn.cli import run  # noqa: E402
 
 TOLERANCE = 1e-10
@@ -260,8 +260,8 @@ def test_fig4_equations_hold_term_by_term():
 
 
 def test_verifier_reads_the_paper_terms_off_the_code():
-    code, problems = verify_backprop.code_terms()
-    equations = verify_backprop.compare_equations(code, verify_backprop.paper_terms())
+    code, problems = fig4.code_terms()
+    equations = fig4.compare_equations(code, fig4.paper_terms())
     assert not problems
     expected = [1, 2, 3, 4, 5, 7, 8, 9, 10, 11, *range(13, 22)]
     assert [int(eq) for eq in equations] == expected
@@ -271,8 +271,8 @@ def test_verifier_reads_the_paper_terms_off_the_code():
 
 def test_fig4_check_flags_the_equations_a_wrong_gradient_breaks(monkeypatch):
     monkeypatch.setattr(backprop, "rot180", lambda kernel: kernel)
-    code, _ = verify_backprop.code_terms()
-    equations = verify_backprop.compare_equations(code, verify_backprop.paper_terms())
+    code, _ = fig4.code_terms()
+    equations = fig4.compare_equations(code, fig4.paper_terms())
     assert all(equations[str(eq)] for eq in (1, 2, 3, 4, 5, 7, 8, 9, 10))
     assert not any(equations[str(eq)] for eq in (11, 13, 17, 21))
 

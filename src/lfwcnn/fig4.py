@@ -1,0 +1,316 @@
+"""Fig. 4 of the paper, equation by equation: a 3x3 input X, a 2x2 filter F, stride 1.
+
+Section 2 writes out every product in the forward pass (Eqs. 1-4), in dL/dF (Eqs. 5-10)
+and in dL/dX (Eqs. 11-21). This module
+
+* transcribes those products from the paper (``PAPER_*``, :func:`paper_terms`),
+* reads the same products off :mod:`lfwcnn.backprop` by feeding it one-hot inputs
+  (:func:`code_terms`) and compares the two equation by equation (:func:`compare_equations`),
+* works the example with small integers (:func:`worked_numbers`, :func:`paper_numbers`),
+* and renders claim C3's HTML fragment with its tables
+  (:func:`worked_tables`, :func:`render_fragment`).
+
+Subscripts are the paper's, 1-based, as strings: "12" is row 1, column 2. A product is a
+pair of subscripts: ("12", "11") in O_12 is X_12 F_11 (Eq. 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jinja2
+import numpy as np
+from markupsafe import Markup
+
+from lfwcnn import backprop
+
+Terms = dict[str, list[tuple[str, str]]]
+
+# Eqs. (1)-(4), transcribed: O_ij -> its products (X index, F index).
+PAPER_FORWARD = {
+    "11": [("11", "11"), ("12", "12"), ("21", "21"), ("22", "22")],
+    "12": [("12", "11"), ("13", "12"), ("22", "21"), ("23", "22")],
+    "21": [("21", "11"), ("22", "12"), ("31", "21"), ("32", "22")],
+    "22": [("22", "11"), ("23", "12"), ("32", "21"), ("33", "22")],
+}
+FORWARD_EQUATION = {"11": 1, "12": 2, "21": 3, "22": 4}
+# Eq. (5): dO_11/dF_pq = X_ab, as F index -> X index; Eq. (11): dO_11/dX_ab = F_pq.
+PAPER_EQ5 = {"11": "11", "12": "12", "21": "21", "22": "22"}
+PAPER_EQ11 = {"11": "11", "12": "12", "21": "21", "22": "22"}
+# Eqs. (7)-(10) sum dL/dO_ij * dO_ij/dF_pq over all four O_ij; the local gradients come
+# from Eqs. (1)-(4), so paper_terms derives these products from PAPER_FORWARD.
+GRAD_FILTER_EQUATION = {"11": 7, "12": 8, "21": 9, "22": 10}
+# Eqs. (13)-(21), transcribed: X_ab -> (equation, its products (O index, F index)).
+PAPER_GRAD_INPUT = {
+    "11": (13, [("11", "11")]),
+    "12": (14, [("11", "12"), ("12", "11")]),
+    "13": (15, [("12", "12")]),
+    "21": (16, [("11", "21"), ("21", "11")]),
+    "22": (17, [("11", "22"), ("12", "21"), ("21", "12"), ("22", "11")]),
+    "23": (18, [("12", "22"), ("22", "12")]),
+    "31": (19, [("21", "21")]),
+    "32": (20, [("21", "22"), ("22", "21")]),
+    "33": (21, [("22", "22")]),
+}
+
+# Numbers for the tables (the figure itself has none): small integers, easy by hand, and a
+# learning rate for Eq. (22) that is exact in binary.
+X = np.arange(1.0, 10.0).reshape(3, 3)
+F = np.array([[2.0, -1.0], [1.0, 3.0]])
+D_OUT = np.array([[1.0, -2.0], [3.0, 2.0]])
+ALPHA = 0.125
+
+
+def _label(index: tuple[int, ...]) -> str:
+    """0-based array index -> the paper's subscript: (0, 1) -> "12"."""
+    return "".join(str(i + 1) for i in index)
+
+
+def _index(label: str) -> tuple[int, ...]:
+    """The paper's subscript -> 0-based array index: "12" -> (0, 1)."""
+    return tuple(int(c) - 1 for c in label)
+
+
+def _one_hot(shape: tuple[int, ...], index: tuple[int, ...]) -> np.ndarray:
+    a = np.zeros(shape)
+    a[index] = 1.0
+    return a
+
+
+def as_image(a: np.ndarray) -> np.ndarray:
+    """A 2-D X, O or dL/dO as a one-image, one-channel NHWC array."""
+    return a[None, :, :, None]
+
+
+def as_kernel(f: np.ndarray) -> np.ndarray:
+    """A 2-D filter as a one-channel, one-filter (kh, kw, c_in, c_out) array."""
+    return f[:, :, None, None]
+
+
+# --- the example through lfwcnn.backprop ---------------------------------------------------
+
+
+def forward(x: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """O = X (*) F, Eqs. (1)-(4)."""
+    return backprop.conv2d_forward(as_image(x), as_kernel(f))[0, :, :, 0]
+
+
+def grad_filter(d_out: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """dL/dF: valid convolution of X with dL/dO, Eqs. (7)-(10)."""
+    return backprop.grad_filter(as_image(x), as_image(d_out), (2, 2))[:, :, 0, 0]
+
+
+def grad_input(d_out: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """dL/dX: full convolution of dL/dO with F rotated by 180 degrees, Eqs. (13)-(21)."""
+    return backprop.grad_input(as_image(d_out), as_kernel(f), (1, 3, 3, 1))[0, :, :, 0]
+
+
+# --- the products, read off the code and transcribed from the paper ----------------------
+
+
+def read_off_terms(
+    bilinear: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    a_shape: tuple[int, int],
+    b_shape: tuple[int, int],
+) -> tuple[Terms, list[str]]:
+    """Which products a_k * b_l make up each output entry of a bilinear map.
+
+    Feeds one-hot a and b: the output entry is 1 exactly where the paper's equation must
+    contain the term a_k b_l. Coefficients other than 0 or 1 are returned as problems.
+    """
+    terms: Terms = {}
+    problems: list[str] = []
+    for ia in np.ndindex(a_shape):
+        for ib in np.ndindex(b_shape):
+            out = bilinear(_one_hot(a_shape, ia), _one_hot(b_shape, ib))
+            for io in np.ndindex(out.shape):
+                terms.setdefault(_label(io), [])
+                if out[io] == 1.0:
+                    terms[_label(io)].append((_label(ia), _label(ib)))
+                elif out[io] != 0.0:
+                    problems.append(f"coefficient {out[io]} at {_label(io)}")
+    return terms, problems
+
+
+def code_terms() -> tuple[dict[str, Terms], list[str]]:
+    """The products in O (X, F), dL/dF (dL/dO, X) and dL/dX (dL/dO, F) as the code has them."""
+    forward_terms, p1 = read_off_terms(forward, (3, 3), (2, 2))
+    d_filter, p2 = read_off_terms(grad_filter, (2, 2), (3, 3))
+    d_input, p3 = read_off_terms(grad_input, (2, 2), (2, 2))
+    return {"O": forward_terms, "dF": d_filter, "dX": d_input}, p1 + p2 + p3
+
+
+def paper_terms() -> dict[str, Terms]:
+    """The same products as the paper prints them (Eqs. 7-10 via the local gradients of 1-4)."""
+    d_filter: Terms = {pq: [] for pq in GRAD_FILTER_EQUATION}
+    for o_index, products in PAPER_FORWARD.items():
+        for x_index, f_index in products:
+            d_filter[f_index].append((o_index, x_index))
+    d_input = {x_index: products for x_index, (_, products) in PAPER_GRAD_INPUT.items()}
+    return {"O": dict(PAPER_FORWARD), "dF": d_filter, "dX": d_input}
+
+
+def _local_gradient(terms: Terms) -> dict[str, list[str]]:
+    """Entry -> its partners in the products with dL/dO_11: dO_11/d(entry), Eqs. (5), (11)."""
+    return {key: [b for o, b in products if o == "11"] for key, products in terms.items()}
+
+
+def compare_equations(code: dict[str, Terms], paper: dict[str, Terms]) -> dict[str, bool]:
+    """Eq. (1)-(5), (7)-(11), (13)-(21) -> whether the code has exactly the paper's products."""
+
+    def same(a: list[tuple[str, str]], b: list[tuple[str, str]]) -> bool:
+        return sorted(a) == sorted(b)
+
+    result = {str(eq): same(code["O"][o], paper["O"][o]) for o, eq in FORWARD_EQUATION.items()}
+    result["5"] = _local_gradient(code["dF"]) == {f: [x] for f, x in PAPER_EQ5.items()}
+    for f_index, eq in GRAD_FILTER_EQUATION.items():
+        result[str(eq)] = same(code["dF"][f_index], paper["dF"][f_index])
+    local_x = _local_gradient(code["dX"])
+    result["11"] = local_x == {x: [PAPER_EQ11[x]] if x in PAPER_EQ11 else [] for x in local_x}
+    for x_index, (eq, products) in PAPER_GRAD_INPUT.items():
+        result[str(eq)] = same(code["dX"][x_index], products)
+    return dict(sorted(result.items(), key=lambda kv: int(kv[0])))
+
+
+# --- the worked numbers --------------------------------------------------------------------
+
+
+def worked_numbers() -> dict[str, np.ndarray]:
+    """X, F, dL/dO of the example and what the code makes of them, up to F after Eq. (22)."""
+    d_f = grad_filter(D_OUT, X)
+    return {
+        "X": X,
+        "F": F,
+        "dO": D_OUT,
+        "O": forward(X, F),
+        "dF": d_f,
+        "dX": grad_input(D_OUT, F),
+        "F_new": backprop.sgd_update(F, d_f, ALPHA),
+    }
+
+
+def _evaluate(terms: Terms, a: np.ndarray, b: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Sums of products a_k * b_l: the paper's equations with numbers put in."""
+    out = np.zeros(shape)
+    for key, products in terms.items():
+        out[_index(key)] = sum(a[_index(k)] * b[_index(m)] for k, m in products)
+    return out
+
+
+def paper_numbers() -> dict[str, np.ndarray]:
+    """O, dL/dF and dL/dX of the example by the paper's equations (1)-(4), (7)-(10), (13)-(21)."""
+    paper = paper_terms()
+    return {
+        "O": _evaluate(paper["O"], X, F, (2, 2)),
+        "dF": _evaluate(paper["dF"], D_OUT, X, (2, 2)),
+        "dX": _evaluate(paper["dX"], D_OUT, F, (3, 3)),
+    }
+
+
+# --- the HTML fragment ---------------------------------------------------------------------
+
+PARTIAL = "\u2202L/\u2202"
+
+FRAGMENT = jinja2.Template(
+    """\
+<section class="claim-c3" id="c3-backprop">
+<h3>C3: backpropagation through convolution &mdash; {{ "PASS" if report.pass else "FAIL" }}</h3>
+<p>{{ autodiff.cases }} random conv layers (batch 1-3, channels 1-4, filters 1-5, kernel 1-5,
+input 3-16, stride 1-3), with max pooling and ReLU, against <code>tf.GradientTape</code> in
+float64; largest relative error per gradient:
+{% for name, err in autodiff.max_relative_error.items() -%}
+{{ name }} {{ "%.1e"|format(err) }}{{ ", " if not loop.last else "" }}
+{%- endfor %} (tolerance {{ "%.0e"|format(autodiff.tolerance) }}).
+Central differences on {{ numerical.cases }} small layers: largest relative error
+{{ "%.1e"|format(numerical.max_relative_error.values()|max) }}.
+Fig. 4 term by term: {{ fig4.equations.values()|select|list|length }} of
+{{ fig4.equations|length }} equations among (1)-(5), (7)-(11), (13)-(21) match the code.
+One Keras SGD step against Eq. (22): largest relative error
+{{ "%.1e"|format(keras_sgd.max_relative_error.values()|max) }}.</p>
+<p>Fig. 4 worked example (3&times;3 input X, 2&times;2 filter F, stride 1). Each cell shows the
+terms the code computes, read off by feeding it one-hot inputs, the paper's equation number and
+the value for the numbers below.</p>
+{% for table in tables -%}
+<table class="backprop-fig4">
+  <caption>{{ table.caption }}</caption>
+{%- for row in table.rows %}
+  <tr>{% for cell in row %}<td>{{ cell.expr }}{% if cell.eq %} <small>({{ cell.eq }})</small>
+{%- endif %}<br>= {{ cell.value }}</td>{% endfor %}</tr>
+{%- endfor %}
+</table>
+{% endfor -%}
+</section>
+""",
+    autoescape=True,
+)
+
+
+def _sym(name: str, sub: str) -> Markup:
+    return Markup("{}<sub>{}</sub>").format(name, sub)
+
+
+def _products(terms: Terms, a: str, b: str) -> Callable[[str], Markup]:
+    """Entry -> its products a_k·b_l as the code computes them, e.g. X_11·F_11 + ..."""
+
+    def expr(key: str) -> Markup:
+        products = [_sym(a, k) + Markup("&middot;") + _sym(b, m) for k, m in sorted(terms[key])]
+        return Markup(" + ").join(products) if products else Markup("0")
+
+    return expr
+
+
+def _table(caption, values, expr, equation=lambda key: None) -> dict:
+    """One small table: per entry its symbolic expression, equation number and value."""
+    rows = [
+        [
+            {"expr": expr(_label((i, j))), "eq": equation(_label((i, j))), "value": f"{v:.6g}"}
+            for j, v in enumerate(row)
+        ]
+        for i, row in enumerate(values)
+    ]
+    return {"caption": caption, "rows": rows}
+
+
+def worked_tables(code: dict[str, Terms], numbers: dict[str, np.ndarray]) -> list[dict]:
+    """X, F, O, dL/dO, dL/dF, rot180(F), dL/dX and F after Eq. (22), symbols from the code."""
+    d_o = PARTIAL + "O"
+
+    def rotated(key: str) -> Markup:
+        return _sym("F", "".join(str(3 - int(c)) for c in key))
+
+    return [
+        _table("X (input)", numbers["X"], lambda k: _sym("X", k)),
+        _table("F (filter)", numbers["F"], lambda k: _sym("F", k)),
+        _table(
+            "O: valid convolution of X with F, Eqs. (1)-(4)",
+            numbers["O"],
+            _products(code["O"], "X", "F"),
+            FORWARD_EQUATION.get,
+        ),
+        _table(PARTIAL + "O (given)", numbers["dO"], lambda k: _sym(d_o, k)),
+        _table(
+            PARTIAL + "F: valid convolution of X with " + d_o + ", Eqs. (7)-(10)",
+            numbers["dF"],
+            _products(code["dF"], d_o, "X"),
+            GRAD_FILTER_EQUATION.get,
+        ),
+        _table("F rotated by 180\u00b0", np.rot90(numbers["F"], 2), rotated),
+        _table(
+            PARTIAL + "X: full convolution of " + d_o + " with F rotated by 180\u00b0, "
+            "Eqs. (13)-(21)",
+            numbers["dX"],
+            _products(code["dX"], d_o, "F"),
+            lambda k: PAPER_GRAD_INPUT[k][0],
+        ),
+        _table(
+            f"F after Eq. (22) with \u03b1 = {ALPHA}",
+            numbers["F_new"],
+            lambda k: _sym("F", k) + Markup(" &minus; &alpha;&middot;") + _sym(PARTIAL + "F", k),
+            lambda k: 22,
+        ),
+    ]
+
+
+def render_fragment(report: dict, tables: list[dict]) -> str:
+    """Claim C3's ``<section>``: the verdict of every check in ``report``, then the tables."""
+    return FRAGMENT.render(report=report, tables=tables, **report["checks"])
