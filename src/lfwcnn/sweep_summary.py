@@ -89,19 +89,20 @@ def plot_runs(summary: dict, path: str | os.PathLike) -> None:
     fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.55 * len(runs)))
     for y, entry in enumerate(reversed(runs)):
         values = [100 * a for a in entry["accuracies"]]
-        ax.plot(values, [y] * len(values), "o", color=TRAIN_COLOUR, alpha=0.6, ms=6)
+        ax.plot(values, [y] * len(values), "o", color=TRAIN_COLOUR, alpha=0.8, ms=6, zorder=3)
         if entry["ci_low"] is not None:  # clipped: few seeds can give an interval past 0-100 %
             low, high = max(0.0, entry["ci_low"]), min(1.0, entry["ci_high"])
             ax.plot([100 * low, 100 * high], [y, y], color="black", lw=3)
         ax.plot(100 * entry["mean"], y, "D", color="black", ms=7)
     paper = next((e["paper_accuracy"] for e in runs if e["paper_accuracy"] is not None), None)
     if paper is not None:
-        ax.axvline(100 * paper, color=PAPER_COLOUR, lw=2, label=f"paper {paper:.2%}")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.axvline(100 * paper, color=PAPER_COLOUR, lw=2)
+        ax.text(100 * paper, len(runs) - 0.45, f" paper {paper:.2%}", color=PAPER_COLOUR,
+                ha="left", va="center", fontsize=8)
     ax.set_xlim(-2, 102)
     ax.set_yticks(range(len(runs)))
     ax.set_yticklabels([e["run"] for e in reversed(runs)])
-    ax.set_ylim(-0.7, len(runs) - 0.3)
+    ax.set_ylim(-0.7, len(runs) - 0.2)
     ax.set_xlabel("test accuracy (%)")
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Test accuracy per run: seeds (dots), mean and interval, clipped to 0-100 % "
