@@ -483,6 +483,8 @@ class Inputs:
     backprop_json: str | None = None
     backprop_html: str | None = None
     benchmarks: str | None = None
+    sweep_summary: str | None = None
+    sweep_figure: str | None = None
     config: dict = field(default_factory=dict)
     repo: str | None = None
     title: str = "Rolling in the Deep CNNs (Soydaner 2019): does the paper hold on LFW?"
@@ -624,6 +626,15 @@ def environment_context(inputs: Inputs, training: dict, activations: dict | None
     }
 
 
+def sweep_context(inputs: Inputs) -> dict | None:
+    """The sweep comparison (``lfwcnn.sweep_summary``'s JSON and plot); None without a sweep."""
+    summary = read_json(inputs.sweep_summary) if inputs.sweep_summary else None
+    if not summary or not summary.get("runs"):
+        return None
+    return {"axes": summary["axes"], "runs": summary["runs"], "first": summary["runs"][0],
+            "figure": data_uri(inputs.sweep_figure)}
+
+
 def build_context(inputs: Inputs) -> dict:
     """Everything the template shows, with the six verdicts computed from the outputs."""
     summary = read_json(inputs.summary)
@@ -668,6 +679,7 @@ def build_context(inputs: Inputs) -> dict:
         "activations": activations,
         "backprop": {"check": check, "fig4": fig4},
         "environment": environment_context(inputs, training, activations, check),
+        "sweep": sweep_context(inputs),
         "paper": PAPER,
     }
 
@@ -734,6 +746,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--backprop-json", help="check.json of lfwcnn.verify_backprop")
     parser.add_argument("--backprop-html", help="fig4.html of lfwcnn.verify_backprop")
     parser.add_argument("--benchmarks", help="folder of Snakemake benchmark files")
+    parser.add_argument("--sweep-summary", help="summary.json of lfwcnn.sweep_summary")
+    parser.add_argument("--sweep-figure", help="accuracy.png of lfwcnn.sweep_summary")
     parser.add_argument("--out", required=True, help="HTML file to write")
     args = parser.parse_args(argv)
     try:
@@ -746,7 +760,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics=args.metrics, aggregate=args.aggregate, accuracy_by_seed=args.accuracy_by_seed,
         figures_dir=args.figures_dir, activations_dir=args.activations_dir,
         backprop_json=args.backprop_json, backprop_html=args.backprop_html,
-        benchmarks=args.benchmarks, config=config, repo=args.repo, title=args.title)
+        benchmarks=args.benchmarks, sweep_summary=args.sweep_summary,
+        sweep_figure=args.sweep_figure, config=config, repo=args.repo, title=args.title)
     context = write_report(inputs, args.out)
     log.info("%s Report: %s", context["headline"], args.out)
 

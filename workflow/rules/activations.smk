@@ -3,21 +3,14 @@
 
 
 # conv1, pool1, conv2, ... as lfwcnn.model names them: six layers for the paper's network
+# (every run of a sweep has the same number of conv blocks; lfwcnn.sweep checks it)
 FEATURE_LAYERS = [
     f"{kind}{block}"
-    for block in range(1, len(config["model"]["filters"]) + 1)
+    for block in range(1, len(FIRST_RUN.config["model"]["filters"]) + 1)
     for kind in ("conv", "pool")
 ]
 # the paper draws one trained network: the first configured seed's
 ACTIVATION_SEED = config["seeds"][0]
-
-
-# --image / --person from config.activations (both null: the split file's first test image)
-ACTIVATION_CHOICE = " ".join(
-    f"--{key} {shlex.quote(config['activations'][key])}"
-    for key in ("image", "person")
-    if config["activations"][key]
-)
 
 
 localrules:
@@ -26,36 +19,36 @@ localrules:
 
 rule export_activations:
     input:
-        model="results/models/{variant}/seed{seed}/model.keras",
-        dataset="data/prepared/{variant}/dataset.npz",
-        split=lambda w: f"data/split/{w.variant}/seed{split_seed(w.seed)}.csv",
+        model="results/models/{run}/seed{seed}/model.keras",
+        dataset=run_dataset_file,
+        split=run_split,
     output:
         layers=expand(
-            "results/activations/{{variant}}/seed{{seed}}/{layer}.npz", layer=FEATURE_LAYERS
+            "results/activations/{{run}}/seed{{seed}}/{layer}.npz", layer=FEATURE_LAYERS
         ),
-        image="results/activations/{variant}/seed{seed}/image.npz",
-        record="results/activations/{variant}/seed{seed}/image.json",
-        per_image="results/activations/{variant}/seed{seed}/sparsity.npz",
+        image="results/activations/{run}/seed{seed}/image.npz",
+        record="results/activations/{run}/seed{seed}/image.json",
+        per_image="results/activations/{run}/seed{seed}/sparsity.npz",
         table=report(
-            "results/activations/{variant}/seed{seed}/sparsity.csv",
+            "results/activations/{run}/seed{seed}/sparsity.csv",
             caption="../report/sparsity_table.rst",
             category="Activations",
-            labels={"variant": "{variant}", "seed": "{seed}", "table": "sparsity per layer"},
+            labels={"run": "{run}", "seed": "{seed}", "table": "sparsity per layer"},
         ),
-        summary="results/activations/{variant}/seed{seed}/sparsity.json",
+        summary="results/activations/{run}/seed{seed}/sparsity.json",
     params:
         layers=" ".join(FEATURE_LAYERS),
-        choice=ACTIVATION_CHOICE,
-        out_dir="results/activations/{variant}/seed{seed}",
+        choice=activation_choice,
+        out_dir="results/activations/{run}/seed{seed}",
     threads: 2
     resources:
         mem_mb=3072,
     conda:
         "../envs/lfwcnn.yaml"
     log:
-        "logs/activations/{variant}/seed{seed}_export.log",
+        "logs/activations/{run}/seed{seed}_export.log",
     benchmark:
-        "results/benchmarks/activations/{variant}/seed{seed}_export.tsv"
+        "results/benchmarks/activations/{run}/seed{seed}_export.tsv"
     shell:
         "python -m lfwcnn.activations --model {input.model:q} --dataset {input.dataset:q}"
         " --split {input.split:q} --seed {wildcards.seed} --layers {params.layers}"
@@ -64,38 +57,38 @@ rule export_activations:
 
 rule draw_activations:
     input:
-        record="results/activations/{variant}/seed{seed}/image.json",
+        record="results/activations/{run}/seed{seed}/image.json",
         data=rules.export_activations.output,
     output:
         image=report(
-            "results/activations/{variant}/seed{seed}/figures/input.png",
+            "results/activations/{run}/seed{seed}/figures/input.png",
             caption="../report/activation_input.rst",
             category="Activations",
-            labels={"variant": "{variant}", "seed": "{seed}", "figure": "input image (Fig. 6)"},
+            labels={"run": "{run}", "seed": "{seed}", "figure": "input image (Fig. 6)"},
         ),
         grids=[
             report(
-                f"results/activations/{{variant}}/seed{{seed}}/figures/{layer}.png",
+                f"results/activations/{{run}}/seed{{seed}}/figures/{layer}.png",
                 caption="../report/activation_grid.rst",
                 category="Activations",
-                labels={"variant": "{variant}", "seed": "{seed}", "figure": f"{layer} maps"},
+                labels={"run": "{run}", "seed": "{seed}", "figure": f"{layer} maps"},
             )
             for layer in FEATURE_LAYERS
         ],
         sparsity=report(
-            "results/activations/{variant}/seed{seed}/figures/sparsity.png",
+            "results/activations/{run}/seed{seed}/figures/sparsity.png",
             caption="../report/sparsity_plot.rst",
             category="Activations",
-            labels={"variant": "{variant}", "seed": "{seed}", "figure": "sparsity per layer"},
+            labels={"run": "{run}", "seed": "{seed}", "figure": "sparsity per layer"},
         ),
-        manifest="results/activations/{variant}/seed{seed}/figures/grids.json",
+        manifest="results/activations/{run}/seed{seed}/figures/grids.json",
     params:
         folder=lambda w, input: os.path.dirname(input.record),
     conda:
         "../envs/lfwcnn.yaml"
     log:
-        "logs/activations/{variant}/seed{seed}_draw.log",
+        "logs/activations/{run}/seed{seed}_draw.log",
     benchmark:
-        "results/benchmarks/activations/{variant}/seed{seed}_draw.tsv"
+        "results/benchmarks/activations/{run}/seed{seed}_draw.tsv"
     shell:
         "python -m lfwcnn.figures activations --dir {params.folder:q} > {log:q} 2>&1"

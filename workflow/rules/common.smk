@@ -1,4 +1,10 @@
-# Helpers shared by every .smk file (config checks, paths, the job environment).
+# Helpers shared by every .smk file (config checks, the sweep's runs, datasets and sources,
+# paths, per-wildcard parameters, the job environment). The sweep itself is planned by
+# lfwcnn.sweep: a run ({run}) is one combination of sweep values, a dataset ({dataset}) the
+# data/split part of a run, shared by runs that agree on it, and a source ({source}) the LFW
+# images a dataset is prepared from. Without a sweep all three are named after data.variant.
+import json
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -7,63 +13,166 @@ from lfwcnn.config import check_config
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.jobs import export_job_environment
 from lfwcnn.sources import archive_for, classify_source
+from lfwcnn.sweep import plan_sweep
+from lfwcnn.sweep import split_seed as plan_split_seed
 
 export_job_environment(Path(workflow.basedir).parent / "src")
 PYTHON = shlex.quote(sys.executable)
+SCHEMA = Path(workflow.basedir, "schemas", "config.schema.yaml")
 
 try:
-    check_config(config, Path(workflow.basedir, "schemas", "config.schema.yaml"))
-    VARIANT = config["data"]["variant"]
-    SOURCE = config["data"]["source"]
-    # url, archive or folder: decides whether download_lfw is part of the DAG.
-    SOURCE_KIND = "url" if SOURCE is None else classify_source(SOURCE)
+    check_config(config, SCHEMA)
+    SWEEP = plan_sweep(config, check=lambda merged: check_config(merged, SCHEMA))
+    # url, archive or folder per source: decides whether download_lfw is part of the DAG.
+    SOURCE_KIND = {
+        name: "url" if source.config["source"] is None else classify_source(source.config["source"])
+        for name, source in SWEEP.sources.items()
+    }
 except LfwcnnError as err:
     raise WorkflowError(str(err)) from None
 
+RUNS = SWEEP.runs
+DATASETS = SWEEP.datasets
+SOURCES = SWEEP.sources
+# the report describes one run in full (the first combination) and compares all of them
+FIRST_RUN = SWEEP.first
+
+
+def _one_of(names):
+    return "|".join(re.escape(name) for name in names)
+
 
 wildcard_constraints:
-    variant="original|funneled|deepfunneled",
+    run=_one_of(RUNS),
+    dataset=_one_of(DATASETS),
+    source=_one_of(SOURCES),
     seed=r"\d+",
 
 
-def source_url():
-    return archive_for(VARIANT).url if SOURCE is None else SOURCE
+# ----------------------------------------------------------------------------- lookups
 
 
-def checksum_args():
+def run_config(wildcards):
+    return RUNS[wildcards.run].config
+
+
+def dataset_config(wildcards):
+    return DATASETS[wildcards.dataset].config
+
+
+def source_config(wildcards):
+    return SOURCES[wildcards.source].config
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def source_url(wildcards):
+    cfg = source_config(wildcards)
+    return archive_for(cfg["variant"]).url if cfg["source"] is None else cfg["source"]
+
+
+def checksum_args(wildcards):
     """The configured checksums, else the variant's known ones when its mirror is used."""
-    sha256, md5 = config["data"]["sha256"], config["data"]["md5"]
-    if not (sha256 or md5) and SOURCE is None:
-        sha256, md5 = archive_for(VARIANT).sha256, archive_for(VARIANT).md5
+    cfg = source_config(wildcards)
+    sha256, md5 = cfg["sha256"], cfg["md5"]
+    if not (sha256 or md5) and cfg["source"] is None:
+        sha256, md5 = archive_for(cfg["variant"]).sha256, archive_for(cfg["variant"]).md5
     args = [f"--sha256 {sha256}"] * bool(sha256) + [f"--md5 {md5}"] * bool(md5)
     return " ".join(args)
 
 
+def download_setting(key):
+    return lambda wildcards: source_config(wildcards)["download"][key]
+
+
 def raw_source_input(wildcards):
     """Input of obtain_lfw: the downloaded archive, a local archive, or nothing."""
-    if SOURCE_KIND == "url":
-        return f"data/downloads/{wildcards.variant}.tgz"
-    if SOURCE_KIND == "archive":
-        return SOURCE
+    kind = SOURCE_KIND[wildcards.source]
+    if kind == "url":
+        return f"data/downloads/{wildcards.source}.tgz"
+    if kind == "archive":
+        return source_config(wildcards)["source"]
     return []
 
 
 def obtain_source(wildcards, input):
-    return input[0] if input else SOURCE
+    return input[0] if input else source_config(wildcards)["source"]
 
 
-def split_seed(seed):
-    """The split a training seed uses: its own, unless config pins split.seed."""
-    pinned = config["split"]["seed"]
-    return int(seed) if pinned is None else pinned
+def obtain_variant(wildcards):
+    return source_config(wildcards)["variant"]
 
 
-def train_split(wildcards):
-    return f"data/split/{wildcards.variant}/seed{split_seed(wildcards.seed)}.csv"
+def obtain_origin(wildcards):
+    if SOURCE_KIND[wildcards.source] != "url":
+        return ""
+    return f"--origin {shlex.quote(source_url(wildcards))}"
 
 
-def model_args():
-    model = config["model"]
+def obtain_checksums(wildcards):
+    # a downloaded archive was verified by the download rule
+    return "" if SOURCE_KIND[wildcards.source] == "url" else checksum_args(wildcards)
+
+
+# ----------------------------------------------------------------------------- datasets
+
+
+def dataset_raw(wildcards):
+    return f"data/raw/{DATASETS[wildcards.dataset].source}"
+
+
+def dataset_images(wildcards):
+    return f"{dataset_raw(wildcards)}/images"
+
+
+def dataset_record(wildcards):
+    return f"{dataset_raw(wildcards)}/source.json"
+
+
+def prepare_args(wildcards):
+    data = dataset_config(wildcards)["data"]
+    crop = data["crop"]
+    return (
+        f"--min-images {data['min_images_per_person']}"
+        f" --crop-rows {crop['rows'][0]} {crop['rows'][1]}"
+        f" --crop-cols {crop['cols'][0]} {crop['cols'][1]} --size {data['image_size']}"
+    )
+
+
+def prepare_workers(wildcards):
+    return dataset_config(wildcards)["data"]["workers"]
+
+
+def split_args(wildcards):
+    split = dataset_config(wildcards)["split"]
+    return f"--test-fraction {split['test_fraction']}" + " --stratify" * split["stratify"]
+
+
+def dataset_split_seeds(name):
+    """The distinct splits a dataset's runs use, the first seed's first."""
+    split = DATASETS[name].config["split"]
+    return list(dict.fromkeys(plan_split_seed(split, seed) for seed in config["seeds"]))
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def run_dataset_file(wildcards):
+    return f"data/prepared/{RUNS[wildcards.run].dataset}/dataset.npz"
+
+
+def run_split_seed(wildcards):
+    return plan_split_seed(run_config(wildcards)["split"], wildcards.seed)
+
+
+def run_split(wildcards):
+    """The split file a run's training seed uses (its own, unless split.seed pins one)."""
+    return f"data/split/{RUNS[wildcards.run].dataset}/seed{run_split_seed(wildcards)}.csv"
+
+
+def model_args(wildcards):
+    model = run_config(wildcards)["model"]
     return (
         f"--filters {' '.join(map(str, model['filters']))}"
         f" --kernel-size {model['kernel_size']} --pool-size {model['pool_size']}"
@@ -73,8 +182,8 @@ def model_args():
     )
 
 
-def schedule_args():
-    train = config["train"]
+def schedule_args(wildcards):
+    train = run_config(wildcards)["train"]
     return (
         f"--epochs {train['epochs']} --batch-size {train['batch_size']}"
         f" --optimizer {train['optimizer']} --learning-rate {train['learning_rate']}"
@@ -82,12 +191,35 @@ def schedule_args():
     )
 
 
+def train_gpus(wildcards):
+    return 0 if run_config(wildcards)["train"]["device"] == "cpu" else 1
+
+
+def evaluate_setting(key):
+    return lambda wildcards: run_config(wildcards)["evaluate"][key]
+
+
+def activation_choice(wildcards):
+    """--image / --person from the run's activations config (both null: the first test image)."""
+    chosen = run_config(wildcards)["activations"]
+    return " ".join(
+        f"--{key} {shlex.quote(chosen[key])}" for key in ("image", "person") if chosen[key]
+    )
+
+
+def run_seed_files(run, pattern):
+    return expand(pattern, run=run, seed=config["seeds"])
+
+
+# ----------------------------------------------------------------------------- targets
+
+
 def all_outputs():
-    outputs = [
-        f"data/prepared/{VARIANT}/dataset.npz",
-        *(f"data/split/{VARIANT}/seed{split_seed(s)}.csv" for s in config["seeds"]),
-        f"results/eval/{VARIANT}/aggregate.json",
-        "results/backprop/check.json",
-        "results/report/index.html",
-    ]
+    outputs = ["results/backprop/check.json", "results/report/index.html"]
+    for name in DATASETS:
+        outputs.append(f"data/prepared/{name}/dataset.npz")
+        outputs += [f"data/split/{name}/seed{s}.csv" for s in dataset_split_seeds(name)]
+    outputs += [f"results/eval/{name}/aggregate.json" for name in RUNS]
+    if SWEEP.is_sweep:
+        outputs.append("results/sweep/summary.csv")
     return sorted(set(outputs))

@@ -1,4 +1,6 @@
-# Training stage (claims C2, C5): the paper's CNN, one job per seed; see docs/training.md.
+# Training stage (claims C2, C5): the paper's CNN, one job per run and seed; see
+# docs/training.md. {run} is one combination of the sweep (common.smk), its settings looked
+# up per job, so every combination x seed is a job of its own that a cluster runs in parallel.
 #
 # GPU resource: a job declares gpu=1 unless train.device is cpu. Snakemake leaves a resource
 # unlimited unless --resources names it, so on a CPU-only machine the declaration costs
@@ -9,31 +11,31 @@
 
 rule train_model:
     input:
-        dataset="data/prepared/{variant}/dataset.npz",
-        split=train_split,
+        dataset=run_dataset_file,
+        split=run_split,
     output:
-        model="results/models/{variant}/seed{seed}/model.keras",
+        model="results/models/{run}/seed{seed}/model.keras",
         history=report(
-            "results/models/{variant}/seed{seed}/history.csv",
+            "results/models/{run}/seed{seed}/history.csv",
             caption="../report/training_history.rst",
             category="Training",
-            labels={"variant": "{variant}", "seed": "{seed}", "table": "history"},
+            labels={"run": "{run}", "seed": "{seed}", "table": "history"},
         ),
-        info="results/models/{variant}/seed{seed}/train.json",
+        info="results/models/{run}/seed{seed}/train.json",
     params:
-        split_seed=lambda wildcards: split_seed(wildcards.seed),
+        split_seed=run_split_seed,
         # per-epoch snapshots; a rerun after a kill resumes there; removed after success
-        backup="results/models/{variant}/seed{seed}/backup",
-        model=model_args(),
-        schedule=schedule_args(),
+        backup="results/models/{run}/seed{seed}/backup",
+        model=model_args,
+        schedule=schedule_args,
     threads: 2
     resources:
         mem_mb=4096,  # 1.3 GB peak measured on a CPU (benchmarks/); CUDA libraries add more
-        gpu=0 if config["train"]["device"] == "cpu" else 1,
+        gpu=train_gpus,
     conda:
         "../envs/lfwcnn.yaml"
     log:
-        "logs/train/{variant}/seed{seed}.log",
+        "logs/train/{run}/seed{seed}.log",
     shell:
         "python -m lfwcnn.train --dataset {input.dataset:q} --split {input.split:q}"
         " --seed {wildcards.seed} --split-seed {params.split_seed} {params.schedule}"

@@ -1,0 +1,152 @@
+"""Compare the runs of a sweep: one row per run, and their accuracy distributions in one plot.
+
+Reads each run's ``results/eval/{run}/aggregate.json`` (mean, sd and interval over seeds, and
+the verdict on the paper's accuracy) and ``data/raw/{source}/source.json`` (which LFW it was
+measured on), and writes ``results/sweep/summary.csv``, ``summary.json`` and
+``accuracy.png``::
+
+    python -m lfwcnn.sweep_summary --plan-json '[{"run": ..., "settings": {...}}, ...]' \\
+        --aggregates results/eval/*/aggregate.json --sources data/raw/*/source.json \\
+        --out-csv results/sweep/summary.csv --out-json results/sweep/summary.json \\
+        --out-png results/sweep/accuracy.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+from collections.abc import Sequence
+
+import pandas as pd
+
+from lfwcnn.atomic import write_text
+from lfwcnn.cli import run
+from lfwcnn.errors import LfwcnnError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("seeds", "mean", "std", "ci_low", "ci_high", "confidence", "paper_accuracy",
+           "verdict", "difference_points")
+
+
+def summarize_runs(plan: Sequence[dict], aggregates: Sequence[dict],
+                   sources: Sequence[dict | None]) -> dict:
+    """One record per run: its settings, data provenance and across-seed numbers."""
+    from lfwcnn.report import provenance
+
+    if not len(plan) == len(aggregates) == len(sources):
+        raise LfwcnnError(f"{len(plan)} runs but {len(aggregates)} aggregates and "
+                          f"{len(sources)} source records")
+    axes = list(dict.fromkeys(axis for entry in plan for axis in entry.get("settings", {})))
+    runs = []
+    for entry, summary, record in zip(plan, aggregates, sources, strict=True):
+        origin = provenance(record, None)
+        interval = summary.get("interval") or {}
+        runs.append({
+            "run": entry["run"],
+            "settings": entry.get("settings", {}),
+            "dataset": entry.get("dataset"),
+            "variant": (record or {}).get("variant") or entry.get("variant"),
+            "source": (record or {}).get("origin") or (record or {}).get("source")
+            or entry.get("source") or "published archive",
+            "source_kind": (record or {}).get("kind"),
+            "approximate": origin["approximate"],
+            "seeds": summary["seeds"],
+            "mean": summary["mean"],
+            "std": summary.get("std"),
+            "ci_low": interval.get("low"),
+            "ci_high": interval.get("high"),
+            "confidence": summary.get("confidence"),
+            "paper_accuracy": summary.get("paper_accuracy"),
+            "verdict": summary["verdict"],
+            "difference_points": summary.get("difference_points"),
+            "accuracies": [row["accuracy"] for row in summary.get("by_seed", [])],
+            "seed_list": [row["seed"] for row in summary.get("by_seed", [])],
+        })
+    return {"axes": axes, "runs": runs}
+
+
+def summary_table(summary: dict) -> pd.DataFrame:
+    rows = []
+    for entry in summary["runs"]:
+        row = {"run": entry["run"]}
+        row.update({axis: entry["settings"].get(axis) for axis in summary["axes"]})
+        row.update({key: entry[key] for key in ("dataset", "variant", "source", "approximate")})
+        row.update({key: entry[key] for key in COLUMNS})
+        row["seed_list"] = " ".join(str(seed) for seed in entry["seed_list"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_runs(summary: dict, path: str | os.PathLike) -> None:
+    """Every seed's accuracy per run, each run's mean and interval, the paper's value marked."""
+    from lfwcnn.figures import PAPER_COLOUR, TRAIN_COLOUR, plt, save_figure
+
+    runs = summary["runs"]
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.55 * len(runs)))
+    for y, entry in enumerate(reversed(runs)):
+        values = [100 * a for a in entry["accuracies"]]
+        ax.plot(values, [y] * len(values), "o", color=TRAIN_COLOUR, alpha=0.8, ms=6, zorder=3)
+        if entry["ci_low"] is not None:  # clipped: few seeds can give an interval past 0-100 %
+            low, high = max(0.0, entry["ci_low"]), min(1.0, entry["ci_high"])
+            ax.plot([100 * low, 100 * high], [y, y], color="black", lw=3)
+        ax.plot(100 * entry["mean"], y, "D", color="black", ms=7)
+    paper = next((e["paper_accuracy"] for e in runs if e["paper_accuracy"] is not None), None)
+    if paper is not None:
+        ax.axvline(100 * paper, color=PAPER_COLOUR, lw=2)
+        ax.text(100 * paper, len(runs) - 0.45, f" paper {paper:.2%}", color=PAPER_COLOUR,
+                ha="left", va="center", fontsize=8)
+    ax.set_xlim(-2, 102)
+    ax.set_yticks(range(len(runs)))
+    ax.set_yticklabels([e["run"] for e in reversed(runs)])
+    ax.set_ylim(-0.7, len(runs) - 0.2)
+    ax.set_xlabel("test accuracy (%)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_title("Test accuracy per run: seeds (dots), mean and interval, clipped to 0-100 % "
+                 "(black)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _read_json(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as err:
+        raise LfwcnnError(f"{path}: cannot read ({err})") from None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plan-json", required=True,
+                        help="JSON list of runs: run, settings, dataset, variant, source")
+    parser.add_argument("--aggregates", nargs="+", required=True,
+                        help="aggregate.json per run, in the plan's order")
+    parser.add_argument("--sources", nargs="*", default=None,
+                        help="source.json per run, in the plan's order")
+    parser.add_argument("--out-csv", required=True)
+    parser.add_argument("--out-json", required=True)
+    parser.add_argument("--out-png", required=True)
+    args = parser.parse_args(argv)
+    try:
+        plan = json.loads(args.plan_json)
+    except ValueError as err:
+        raise LfwcnnError(f"--plan-json is not JSON ({err})") from None
+    sources = args.sources or [None] * len(args.aggregates)
+    summary = summarize_runs(plan, [_read_json(p) for p in args.aggregates],
+                             [_read_json(p) for p in sources])
+    buffer = io.StringIO()
+    summary_table(summary).to_csv(buffer, index=False)
+    write_text(args.out_csv, buffer.getvalue())
+    write_text(args.out_json, json.dumps(summary, indent=2) + "\n")
+    plot_runs(summary, args.out_png)
+    log.info("%d runs compared: %s", len(summary["runs"]), args.out_csv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run(main))
