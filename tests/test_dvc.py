@@ -170,19 +170,16 @@ def test_hashes_are_dvcs_own(toy):
     assert {path: hasher.entry(path) for path in recorded} == recorded
 
 
+def age_like_after_pull(repo, now: float) -> None:
+    """As after `dvc pull`: the downstream files older than the upstream ones."""
+    set_mtimes(repo, {"out/third.txt": now - 300, "out/second.txt": now - 200,
+                      "out/first/x.txt": now - 100, "out/first/y.txt": now - 150})
+
+
 def test_files_dvc_vouches_for_get_one_time_and_times_only_move_forward(toy):
     repo, _ = toy
     now = time.time()
-    # as after `dvc pull`: the downstream files older than the upstream ones
-    set_mtimes(
-        repo,
-        {
-            "out/third.txt": now - 300,
-            "out/second.txt": now - 200,
-            "out/first/x.txt": now - 100,
-            "out/first/y.txt": now - 150,
-        },
-    )
+    age_like_after_pull(repo, now)
     before = mtimes(repo)
     report = sync_workspace(repo)
     after = mtimes(repo)
@@ -200,15 +197,7 @@ def test_changed_content_keeps_its_time_and_so_does_what_was_built_from_it(toy):
     repo, _ = toy
     now = time.time()
     (repo / "out/second.txt").write_text("edited by hand\n")
-    set_mtimes(
-        repo,
-        {
-            "out/third.txt": now - 300,
-            "out/second.txt": now - 200,
-            "out/first/x.txt": now - 100,
-            "out/first/y.txt": now - 150,
-        },
-    )
+    age_like_after_pull(repo, now)
     report = sync_workspace(repo)
     after = mtimes(repo)
     # first still matches dvc.lock; second was edited; third was built from the old second

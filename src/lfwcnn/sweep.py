@@ -163,6 +163,18 @@ def _join(settings: Mapping[str, str], axes: list[str], fallback: str) -> str:
     return SEPARATOR.join(settings[axis] for axis in axes) or fallback
 
 
+def _shared_name(key: str, names_by_key: dict, planned: dict, name: str, what: str,
+                 where: str, make: Callable[[str], Any]) -> str:
+    """The name of the entry for config ``key``: runs with equal config share one entry."""
+    if key not in names_by_key:
+        if name in planned:
+            raise LfwcnnError(f"{where}: two different {what} would both be named "
+                              f"{name!r}; give the values distinct names")
+        names_by_key[key] = name
+        planned[name] = make(name)
+    return names_by_key[key]
+
+
 def plan_sweep(config: Mapping, check: Callable[[dict], dict] | None = None) -> Plan:
     """Expand ``config['sweep']`` into runs, datasets and sources.
 
@@ -204,26 +216,18 @@ def plan_sweep(config: Mapping, check: Callable[[dict], dict] | None = None) -> 
 
         source_config = {key: merged["data"].get(key) for key in SOURCE_KEYS}
         source_config["download"] = merged["data"].get("download")
-        source_key = _canonical({k: source_config[k] for k in SOURCE_KEYS})
-        if source_key not in sources_by_config:
-            source_name = _join(settings, source_axes, variant)
-            if source_name in plan.sources:
-                raise LfwcnnError(f"{where}: two different LFW sources would both be named "
-                                  f"{source_name!r}; give the values distinct names")
-            sources_by_config[source_key] = source_name
-            plan.sources[source_name] = Source(source_name, source_config)
-        source_name = sources_by_config[source_key]
+        source_name = _shared_name(
+            _canonical({k: source_config[k] for k in SOURCE_KEYS}), sources_by_config,
+            plan.sources, _join(settings, source_axes, variant), "LFW sources", where,
+            lambda name, cfg=source_config: Source(name, cfg),
+        )
 
         data_config = {section: copy.deepcopy(merged[section]) for section in DATA_SECTIONS}
-        data_key = _canonical(data_config)
-        if data_key not in datasets_by_config:
-            dataset_name = _join(settings, data_axes, variant)
-            if dataset_name in plan.datasets:
-                raise LfwcnnError(f"{where}: two different datasets would both be named "
-                                  f"{dataset_name!r}; give the values distinct names")
-            datasets_by_config[data_key] = dataset_name
-            plan.datasets[dataset_name] = Dataset(dataset_name, data_config, source_name)
-        dataset_name = datasets_by_config[data_key]
+        dataset_name = _shared_name(
+            _canonical(data_config), datasets_by_config, plan.datasets,
+            _join(settings, data_axes, variant), "datasets", where,
+            lambda name, cfg=data_config, src=source_name: Dataset(name, cfg, src),
+        )
 
         if name in plan.runs:
             raise LfwcnnError(f"{where}: run name {name!r} is used twice")
