@@ -22,6 +22,7 @@ def test_folder_is_linked_not_copied(lfw_tree: Path, tmp_path: Path):
     assert record == {
         "variant": "deepfunneled", "source": str(lfw_tree), "kind": "folder",
         "path": str(lfw_tree.resolve()), "people_folders": 4,
+        "note_file": None, "note": None, "approximate": False,
     }
 
 
@@ -71,3 +72,26 @@ def test_cli_writes_the_record(lfw_archive, tmp_path):
                       "--record", str(record)])
     assert code == 0
     assert json.loads(record.read_text())["origin"] == "http://example/lfw.tgz"
+
+
+def test_a_folder_that_calls_itself_an_approximation_is_recorded_as_one(lfw_tree, tmp_path):
+    (lfw_tree / "SOURCE.txt").write_text("LFW, funneled variant -- APPROXIMATION, thumbnails\n"
+                                         "upscaled from 150 px\n")
+    record = obtain(str(lfw_tree), variant="funneled", images=tmp_path / "a" / "images")
+    assert record["approximate"] is True
+    assert record["note"] == "LFW, funneled variant -- APPROXIMATION, thumbnails"
+    assert record["note_file"] == str((lfw_tree / "SOURCE.txt").resolve())
+
+    # "approximately" is not "approximation": the real LFW's note gives its size that way
+    (lfw_tree / "SOURCE.txt").write_text(
+        "LFW deep-funneled, complete\nSize: approximately 111 MiB\n")
+    record = obtain(str(lfw_tree), variant="deepfunneled", images=tmp_path / "b" / "images")
+    assert record["approximate"] is False and record["note"] == "LFW deep-funneled, complete"
+
+
+def test_a_folder_without_a_note_and_an_archive_are_not_approximations(lfw_tree, lfw_archive,
+                                                                          tmp_path):
+    record = obtain(str(lfw_tree), variant="funneled", images=tmp_path / "a" / "images")
+    assert record["approximate"] is False and record["note"] is None
+    record = obtain(str(lfw_archive), variant="funneled", images=tmp_path / "b" / "images")
+    assert record["approximate"] is False

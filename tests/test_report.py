@@ -203,27 +203,23 @@ def test_c6_needs_every_grid_with_one_tile_per_map(tmp_path):
 # ----------------------------------------------------------------------------- provenance
 
 
-def test_provenance_flags_approximate_folders_and_foreign_archives(tmp_path):
-    approx = tmp_path / "lfw_funneled_approx"
-    approx.mkdir()
-    (approx / "SOURCE.txt").write_text("LFW, funneled variant -- APPROXIMATION, thumbnails\n")
-    record = {"variant": "funneled", "kind": "folder", "source": str(approx),
-              "path": str(approx)}
+def test_provenance_labels_what_obtain_recorded_and_foreign_archives():
+    record = {"variant": "funneled", "kind": "folder", "source": "lfw_funneled_approx",
+              "path": "/data/lfw_funneled_approx",
+              "note_file": "/data/lfw_funneled_approx/SOURCE.txt",
+              "note": "LFW, funneled variant -- APPROXIMATION", "approximate": True}
     flagged = provenance(record, None)
-    assert flagged["approximate"] and "APPROXIMATION" in flagged["flags"][0]
-
-    real = tmp_path / "lfw"
-    real.mkdir()
-    (real / "SOURCE.txt").write_text("LFW deep-funneled, complete, byte for byte\n"
-                                     "Total size: approximately 111 MiB\n")
-    plain = provenance({**record, "source": str(real), "path": str(real)}, None)
-    assert not plain["approximate"] and plain["note"].startswith("LFW deep-funneled")
+    assert flagged["approximate"] and "SOURCE.txt" in flagged["flags"][0]
+    assert "APPROXIMATION" in flagged["flags"][0] and flagged["note"] == record["note"]
+    # the report does not second-guess obtain: a folder named *approx* is not enough
+    assert not provenance({**record, "approximate": False}, None)["approximate"]
 
     archive = {"variant": "original", "kind": "archive", "source": "x.tgz",
-               "matches_published": False}
+               "matches_published": False, "approximate": False}
     assert provenance(archive, None)["approximate"]
     assert not provenance({**archive, "matches_published": True}, None)["approximate"]
-    assert provenance({}, {"approximate": True, "source": {"kind": "folder"}})["approximate"]
+    # a prepared dataset's summary carries its source record
+    assert provenance(None, {"source": record})["approximate"]
 
 
 def test_protocol_departures_are_empty_for_the_shipped_config():

@@ -164,7 +164,7 @@ def test_summary_has_one_row_per_run_with_settings_and_provenance(tmp_path):
     sources = [{"variant": "deepfunneled", "kind": "archive", "source": "x.tgz",
                 "origin": "http://mirror/lfw-deepfunneled.tgz", "matches_published": True},
                {"variant": "funneled", "kind": "folder", "source": str(approx),
-                "path": str(approx)}]
+                "path": str(approx), "approximate": True, "note": "thumbnails, upscaled"}]
     summary = summarize_runs(result.table(), aggregates, sources)
     table = summary_table(summary)
     assert list(table["run"]) == ["deep", "approx"] and list(table["variant"]) == [

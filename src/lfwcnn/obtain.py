@@ -1,8 +1,9 @@
 """Put an LFW source in place for the prepare step: a folder is linked, an archive unpacked.
 
 Either way the result is ``images/`` holding ``<Person>/`` folders, and a ``source.json``
-that records where the images came from (variant, location, archive checksums), so the
-report can say exactly which LFW a number was measured on.
+that records where the images came from (variant, location, archive checksums, and whether
+the images are only an approximation of the variant), so the report, the sweep table and the
+ablation can say exactly which LFW a number was measured on.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -23,6 +25,25 @@ from lfwcnn.errors import LfwcnnError
 from lfwcnn.sources import VARIANTS, archive_for, classify_source
 
 log = logging.getLogger(__name__)
+
+# files a hand-made LFW folder may carry to say what it is (the first one found is read)
+NOTE_FILES = ("SOURCE.txt", "README.txt", "README.md", "README")
+APPROXIMATION = re.compile(r"\bapproximation\b", re.IGNORECASE)
+
+
+def folder_note(folder: Path) -> dict:
+    """What a folder says about itself: the first line of its note, and whether it calls the
+    images an approximation (e.g. the ``*_approx`` folders rebuilt from web thumbnails)."""
+    for name in NOTE_FILES:
+        candidate = folder / name
+        if candidate.is_file():
+            text = candidate.read_text(encoding="utf-8", errors="replace").strip()
+            return {
+                "note_file": str(candidate.resolve()),
+                "note": text.splitlines()[0] if text else "",
+                "approximate": bool(APPROXIMATION.search(text[:2000])),
+            }
+    return {"note_file": None, "note": None, "approximate": False}
 
 
 def link_folder(folder: Path, images: Path) -> None:
@@ -61,6 +82,7 @@ def obtain(
     if kind == "folder":
         link_folder(Path(source), images)
         record["path"] = str(Path(source).resolve())
+        record.update(folder_note(Path(source)))
     elif kind == "archive":
         digests = file_digests(source)
         mismatch = compare_digests(digests, sha256=sha256, md5=md5)
@@ -72,6 +94,9 @@ def obtain(
             checksum_verified=bool(sha256 or md5),
             # whether these are the exact bytes of the variant's published archive
             matches_published=digests["md5"] == published.md5,
+            # the published archives are the real variant; any other archive is unverified,
+            # not known to be an approximation, so it is labelled by matches_published only
+            approximate=False,
         )
         unpack_archive(Path(source), images)
     else:

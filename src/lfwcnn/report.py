@@ -23,7 +23,6 @@ import logging
 import math
 import os
 import platform
-import re
 import subprocess
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -140,32 +139,20 @@ def split_counts(path: str | os.PathLike) -> dict:
 def provenance(source: dict | None, summary: dict | None) -> dict:
     """Which LFW the run used, and whether it is only an approximation of that variant.
 
-    A record may say so itself (``approximate``); a folder source may carry a note (a
-    ``SOURCE.txt`` or ``README`` that calls it an approximation); an archive that is not the
-    variant's published one is flagged too.
+    The obtain step decides and records it (``approximate``, from the folder's own note); an
+    archive that is not the variant's published one is flagged here too, as unverified.
     """
     record = dict(source or (summary or {}).get("source") or {})
-    flags, note = [], None
-    if record.get("approximate") or (summary or {}).get("approximate"):
-        flags.append("the source record marks these images as an approximation")
-    location = str(record.get("path") or record.get("source") or "")
-    if record.get("kind") == "folder" and record.get("path"):
-        for name in ("SOURCE.txt", "README.txt", "README.md", "README"):
-            candidate = Path(record["path"]) / name
-            if candidate.is_file():
-                text = candidate.read_text(encoding="utf-8", errors="replace")
-                note = text.strip().splitlines()[0] if text.strip() else None
-                if re.search(r"\bapproximation\b", text[:2000], re.IGNORECASE):
-                    flags.append(f"{candidate} describes these images as an approximation: "
-                                 f"{note}")
-                break
-    if "approx" in Path(location).name.lower() and not flags:
-        flags.append(f"the source folder's name ({Path(location).name}) says it is an "
-                     "approximation")
+    flags = []
+    if record.get("approximate"):
+        where = record.get("note_file") or record.get("path") or record.get("source")
+        flags.append(f"{where} describes these images as an approximation: "
+                     f"{record.get('note') or 'no further note'}")
     if record.get("kind") == "archive" and record.get("matches_published") is False:
         flags.append(f"the archive is not the published {record.get('variant')} archive "
                      "(its md5 differs)")
-    return {"record": record, "approximate": bool(flags), "flags": flags, "note": note}
+    return {"record": record, "approximate": bool(flags), "flags": flags,
+            "note": record.get("note")}
 
 
 # ----------------------------------------------------------------------------- verdicts
