@@ -19,7 +19,7 @@ def make_project(folder: Path, overlay: dict) -> Path:
     """A working folder with the repo's config.yaml and ``overlay`` as config/test.yaml."""
     (folder / "config").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "config" / "config.yaml", folder / "config" / "config.yaml")
-    (folder / "config" / "test.yaml").write_text(yaml.safe_dump(overlay))
+    (folder / "config" / "test.yaml").write_text(yaml.safe_dump(overlay, sort_keys=False))
     return folder
 
 

@@ -619,7 +619,7 @@ def sweep_context(inputs: Inputs) -> dict | None:
     if not summary or not summary.get("runs"):
         return None
     return {"axes": summary["axes"], "runs": summary["runs"], "first": summary["runs"][0],
-            "figure": data_uri(inputs.sweep_figure)}
+            "ablation": summary.get("ablation"), "figure": data_uri(inputs.sweep_figure)}
 
 
 def build_context(inputs: Inputs) -> dict:

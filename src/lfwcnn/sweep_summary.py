@@ -2,8 +2,9 @@
 
 Reads each run's ``results/eval/{run}/aggregate.json`` (mean, sd and interval over seeds, and
 the verdict on the paper's accuracy) and ``data/raw/{source}/source.json`` (which LFW it was
-measured on), and writes ``results/sweep/summary.csv``, ``summary.json`` and
-``accuracy.png``::
+measured on, and whether only an approximation of it), and writes
+``results/sweep/summary.csv``, ``summary.json`` (with the ablation reading of
+:mod:`lfwcnn.ablation`: grid, effect of each axis, conclusion) and ``accuracy.png``::
 
     python -m lfwcnn.sweep_summary --plan-json '[{"run": ..., "settings": {...}}, ...]' \\
         --aggregates results/eval/*/aggregate.json --sources data/raw/*/source.json \\
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from lfwcnn.ablation import analyse
 from lfwcnn.atomic import write_text
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
@@ -99,9 +101,13 @@ def plot_runs(summary: dict, path: str | os.PathLike) -> None:
         ax.axvline(100 * paper, color=PAPER_COLOUR, lw=2)
         ax.text(100 * paper, len(runs) - 0.45, f" paper {paper:.2%}", color=PAPER_COLOUR,
                 ha="left", va="center", fontsize=8)
-    ax.set_xlim(-2, 102)
+    # zoomed to the data (and the paper's value), so that close settings stay apart
+    shown = [v for e in runs for v in (*e["accuracies"], e["ci_low"], e["ci_high"], paper)
+             if v is not None]
+    ax.set_xlim(max(0.0, 100 * min(shown) - 3), min(100.0, 100 * max(shown) + 3))
     ax.set_yticks(range(len(runs)))
-    ax.set_yticklabels([e["run"] for e in reversed(runs)])
+    ax.set_yticklabels([e["run"] + (" (approximation)" if e["approximate"] else "")
+                        for e in reversed(runs)])
     ax.set_ylim(-0.7, len(runs) - 0.2)
     ax.set_xlabel("test accuracy (%)")
     ax.grid(axis="x", alpha=0.3)
@@ -140,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     sources = args.sources or [None] * len(args.aggregates)
     summary = summarize_runs(plan, [_read_json(p) for p in args.aggregates],
                              [_read_json(p) for p in sources])
+    summary["ablation"] = analyse(summary)
     buffer = io.StringIO()
     summary_table(summary).to_csv(buffer, index=False)
     write_text(args.out_csv, buffer.getvalue())

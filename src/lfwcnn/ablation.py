@@ -1,0 +1,153 @@
+"""Read a sweep as an ablation: what each setting changes, and which settings fit the paper.
+
+The paper leaves open which LFW variant and which crop it used; config/ablation.yaml trains
+every combination for several seeds. From the sweep summary (lfwcnn.sweep_summary) this
+module derives three things the report shows, all computed, none written by hand:
+
+* a grid (first axis x second axis, one cell per run) when the sweep has two axes;
+* the effect of each axis: every value against the axis' first value, with the other axes
+  held equal and the seeds paired (seed k of both runs shares its split, since the split is
+  seeded by the training seed unless ``split.seed`` pins one), as a mean difference with a
+  t-interval over the pairs;
+* plain sentences: which settings the paper's accuracy is consistent with, which not, and
+  what the approximate sources mean for that reading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lfwcnn.aggregate import mean_interval
+
+DIRECTIONS = {"higher": "higher", "lower": "lower", "unclear": "no clear difference"}
+
+
+def grid(summary: dict) -> dict | None:
+    """Runs laid out as rows (first axis) x columns (second axis); None unless two axes."""
+    axes = summary["axes"]
+    if len(axes) != 2:
+        return None
+    rows_axis, cols_axis = axes
+    rows = list(dict.fromkeys(r["settings"][rows_axis] for r in summary["runs"]))
+    cols = list(dict.fromkeys(r["settings"][cols_axis] for r in summary["runs"]))
+    cells = {(r["settings"][rows_axis], r["settings"][cols_axis]): r for r in summary["runs"]}
+    return {
+        "row_axis": rows_axis,
+        "col_axis": cols_axis,
+        "cols": cols,
+        "rows": [{"value": row,
+                  "approximate": any(cells[(row, col)]["approximate"]
+                                     for col in cols if (row, col) in cells),
+                  "cells": [cells.get((row, col)) for col in cols]}
+                 for row in rows],
+    }
+
+
+def _paired_differences(run: dict, reference: dict) -> list[float]:
+    """Accuracy of ``run`` minus ``reference``, seed by seed, over the seeds both trained."""
+    base = dict(zip(reference["seed_list"], reference["accuracies"], strict=True))
+    return [accuracy - base[seed]
+            for seed, accuracy in zip(run["seed_list"], run["accuracies"], strict=True)
+            if seed in base]
+
+
+def axis_effects(summary: dict, confidence: float | None = None) -> list[dict]:
+    """Each axis value against the axis' first value, other axes equal, seeds paired.
+
+    ``direction`` is 'higher' or 'lower' when the interval of the mean paired difference
+    excludes zero, else 'unclear' (fewer than two pairs, or an interval spanning zero).
+    """
+    runs = summary["runs"]
+    confidence = confidence or next((r["confidence"] for r in runs if r["confidence"]), 0.95)
+    effects = []
+    for axis in summary["axes"]:
+        values = list(dict.fromkeys(r["settings"][axis] for r in runs))
+        for value in values[1:]:
+            pairs, matched = [], 0
+            for run in runs:
+                if run["settings"][axis] != value:
+                    continue
+                others = {k: v for k, v in run["settings"].items() if k != axis}
+                reference = next((r for r in runs if r["settings"][axis] == values[0]
+                                  and {k: v for k, v in r["settings"].items() if k != axis}
+                                  == others), None)
+                if reference is not None:
+                    matched += 1
+                    pairs += _paired_differences(run, reference)
+            interval = mean_interval(pairs, confidence) if pairs else None
+            mean = sum(pairs) / len(pairs) if pairs else None
+            direction = "unclear"
+            if interval is not None and interval[0] > 0:
+                direction = "higher"
+            elif interval is not None and interval[1] < 0:
+                direction = "lower"
+            effects.append({
+                "axis": axis, "value": value, "reference": values[0],
+                "runs_matched": matched, "pairs": len(pairs),
+                "mean_points": None if mean is None else 100 * mean,
+                "low_points": None if interval is None else 100 * interval[0],
+                "high_points": None if interval is None else 100 * interval[1],
+                "confidence": confidence, "direction": direction,
+            })
+    return effects
+
+
+def _names(runs: Sequence[dict]) -> str:
+    return ", ".join(r["run"] + (" (approximation)" if r["approximate"] else "") for r in runs)
+
+
+def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
+    """Short sentences that follow from the numbers alone, for the report and the JSON."""
+    runs = summary["runs"]
+    if not runs:
+        return []
+    paper = next((r["paper_accuracy"] for r in runs if r["paper_accuracy"] is not None), None)
+    level = f"{next((r['confidence'] for r in runs if r['confidence']), 0.95):.0%}"
+    seeds = sorted({r["seeds"] for r in runs})
+    by = {v: [r for r in runs if r["verdict"] == v] for v in ("inside", "above", "below",
+                                                                 "undefined")}
+    lines = []
+    head = (f"{len(runs)} settings, {'/'.join(map(str, seeds))} seeds each; the paper's "
+            f"{paper:.2%} is compared with each setting's {level} interval of the mean.")
+    lines.append(head)
+    if by["inside"]:
+        lines.append(f"Consistent with the paper ({len(by['inside'])} of {len(runs)}): "
+                     f"{_names(by['inside'])}.")
+    if by["below"]:
+        lines.append(f"Not consistent, ours higher than the paper: {_names(by['below'])}.")
+    if by["above"]:
+        lines.append(f"Not consistent, ours lower than the paper: {_names(by['above'])}.")
+    if by["undefined"]:
+        lines.append(f"Undecided (one seed, no interval): {_names(by['undefined'])}.")
+    if not by["inside"] and not by["undefined"]:
+        lines.append("No setting reproduces the paper's accuracy within its interval.")
+    closest = min(runs, key=lambda r: abs(r["mean"] - paper))
+    lines.append(f"Closest mean: {_names([closest])}, {closest['mean']:.2%} "
+                 f"({100 * (closest['mean'] - paper):+.2f} points from the paper).")
+    if len(by["inside"]) > 1:
+        lines.append(f"With {'/'.join(map(str, seeds))} seeds the intervals are too wide to "
+                     f"single out one of the {len(by['inside'])} consistent settings as the "
+                     "paper's.")
+    for effect in effects:
+        if effect["mean_points"] is None:
+            continue
+        span = ("" if effect["low_points"] is None else
+                f", interval {effect['low_points']:+.2f} to {effect['high_points']:+.2f}")
+        lines.append(
+            f"{effect['axis']} {effect['value']} vs {effect['reference']}: "
+            f"{effect['mean_points']:+.2f} points on average over {effect['pairs']} paired "
+            f"seeds{span}: {DIRECTIONS[effect['direction']]}.")
+    approximate = [r for r in runs if r["approximate"]]
+    if approximate:
+        lines.append(
+            f"{len(approximate)} of {len(runs)} settings use images that only approximate "
+            "their LFW variant (see each source's note); their numbers indicate, and do not "
+            "measure, what the real variant would give.")
+    return lines
+
+
+def analyse(summary: dict) -> dict:
+    """Everything the report's ablation part needs, as plain JSON."""
+    effects = axis_effects(summary)
+    return {"grid": grid(summary), "effects": effects,
+            "conclusion": conclusion(summary, effects)}
