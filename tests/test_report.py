@@ -124,6 +124,16 @@ def test_c2_follows_the_aggregate_verdict(verdict, status):
     assert verdict_c2(None).status == "not run"
 
 
+def test_c2_counts_the_ablation_settings_the_paper_fits():
+    runs = [{"run": "deep-centre", "verdict": "inside"}, {"run": "deep-whole", "verdict": "above"},
+            {"run": "orig-centre", "verdict": "inside"}]
+    result = verdict_c2(aggregate("inside"), sweep_runs=runs)
+    assert result.status == "holds"  # the run described decides; the ablation is context
+    assert result.detail.endswith("inside the interval of 2 of 3 settings: deep-centre, "
+                                  "orig-centre.")
+    assert "ablation" not in verdict_c2(aggregate("inside"), sweep_runs=runs[:1]).detail
+
+
 def test_c3_reads_the_check():
     check = {"pass": True, "cases": {"autodiff": 200}, "max_relative_error": {"filter": 1e-15,
                                                                              "input": None},

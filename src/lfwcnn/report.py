@@ -200,11 +200,13 @@ def verdict_c1(summary: dict, train: int, test: int, test_fraction: float) -> Ve
 
 
 def verdict_c2(aggregate: dict | None, epochs: Sequence[int] = (),
-               variant: str | None = None) -> Verdict:
+               variant: str | None = None, sweep_runs: Sequence[dict] = ()) -> Verdict:
     """The aggregate's verdict: the paper's accuracy inside, above or below the interval.
 
     An interval that covers every possible accuracy (below 0 % and above 100 %, as two seeds
-    can give) says nothing, so the claim is then undetermined rather than confirmed.
+    can give) says nothing, so the claim is then undetermined rather than confirmed. With a
+    sweep the verdict stays that of the run described, and the detail counts the settings
+    the paper's value is consistent with.
     """
     title, paper = "Test accuracy after 100 epochs", "83.47 %"
     if aggregate is None:
@@ -235,6 +237,11 @@ def verdict_c2(aggregate: dict | None, epochs: Sequence[int] = (),
         band = aggregate["prediction_interval"]
         detail += (f" A single further run is expected between {band['low']:.2%} and "
                    f"{band['high']:.2%}; the paper's one run lies {single} that range.")
+    if len(sweep_runs) > 1:
+        inside = [r["run"] for r in sweep_runs if r["verdict"] == "inside"]
+        detail += (f" Across the ablation the paper's value lies inside the interval of "
+                   f"{len(inside)} of {len(sweep_runs)} settings"
+                   f"{': ' + ', '.join(inside) if inside else ''}.")
     return Verdict("C2", title, paper, ours, status, detail,
                    [(f"83.47 % {aggregate['verdict']} the interval",
                      aggregate["verdict"] == "inside")])
@@ -642,10 +649,11 @@ def build_context(inputs: Inputs) -> dict:
         train_n, test_n = split_sizes(summary["images"], data["test_fraction"])
     variant = ((source or summary.get("source") or {}).get("variant")
                or inputs.config.get("data", {}).get("variant"))
+    sweep = sweep_context(inputs)
     verdicts = [
         verdict_c1(summary, train_n, test_n, data["test_fraction"]),
         verdict_c2(evaluation["aggregate"], [row["epochs"] for row in training["rows"]],
-                   variant),
+                   variant, sweep["runs"] if sweep else ()),
         verdict_c3(check),
         verdict_c4(activations["sparsity"] if activations else None),
         verdict_c5(histories),
@@ -666,7 +674,7 @@ def build_context(inputs: Inputs) -> dict:
         "activations": activations,
         "backprop": {"check": check, "fig4": fig4},
         "environment": environment_context(inputs, training, activations, check),
-        "sweep": sweep_context(inputs),
+        "sweep": sweep,
         "paper": PAPER,
     }
 
