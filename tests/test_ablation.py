@@ -18,6 +18,9 @@ def make_run(variant: str, crop: str, accuracies: list[float], approximate=False
         "std": summary["std"], "ci_low": summary["interval"]["low"],
         "ci_high": summary["interval"]["high"], "confidence": 0.95, "paper_accuracy": PAPER,
         "verdict": summary["verdict"], "accuracies": accuracies,
+        "pi_low": summary["prediction_interval"]["low"],
+        "pi_high": summary["prediction_interval"]["high"],
+        "verdict_single_run": summary["verdict_single_run"],
         "seed_list": list(range(len(accuracies))),
     }
 
@@ -79,6 +82,8 @@ def test_conclusion_names_consistent_and_inconsistent_settings(summary):
     assert ("Not consistent, ours lower than the paper: deep-whole, approx-centre "
             "(approximation), approx-whole (approximation).") in lines
     assert "Closest mean: deep-centre" in text
+    assert ("its value lies in the range expected of one run (the 95% prediction interval) "
+            "for 1 of 4 settings: deep-centre.") in text
     assert "crop whole vs centre:" in text and ": lower." in text
     assert "2 of 4 settings use images that only approximate" in text
 

@@ -9,8 +9,9 @@ module derives three things the report shows, all computed, none written by hand
   held equal and the seeds paired (seed k of both runs shares its split, since the split is
   seeded by the training seed unless ``split.seed`` pins one), as a mean difference with a
   t-interval over the pairs;
-* plain sentences: which settings the paper's accuracy is consistent with, which not, and
-  what the approximate sources mean for that reading.
+* plain sentences: which settings the paper's accuracy is consistent with (against the
+  interval of the mean, and against the range expected of the single run the paper reports),
+  which not, and what the approximate sources mean for that reading.
 """
 
 from __future__ import annotations
@@ -121,6 +122,13 @@ def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
         lines.append(f"Undecided (one seed, no interval): {_names(by['undefined'])}.")
     if not by["inside"] and not by["undefined"]:
         lines.append("No setting reproduces the paper's accuracy within its interval.")
+    single = [r for r in runs if r.get("verdict_single_run") in ("inside", "above", "below")]
+    if single:
+        fits = [r for r in single if r["verdict_single_run"] == "inside"]
+        lines.append(
+            f"The paper reports a single run: its value lies in the range expected of one run "
+            f"(the {level} prediction interval) for {len(fits)} of {len(single)} settings"
+            f"{': ' + _names(fits) if fits else ''}.")
     closest = min(runs, key=lambda r: abs(r["mean"] - paper))
     lines.append(f"Closest mean: {_names([closest])}, {closest['mean']:.2%} "
                  f"({100 * (closest['mean'] - paper):+.2f} points from the paper).")
