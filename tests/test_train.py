@@ -90,6 +90,7 @@ def test_learns_the_synthetic_faces_well_above_chance(tmp_path):
 def test_run_record(runs):
     info = runs["first"].info
     assert info["device"] == "cpu" and info["gpu_name"] is None
+    assert info["cpu"] and info["cores"] >= 1
     assert info["params"] == 1108 and info["seed"] == 0 and info["epochs"] == 4
     assert (info["train_images"], info["test_images"]) == (72, 24)
     assert info["seconds_per_epoch"] > 0 and info["tensorflow"] and info["keras"]

@@ -23,6 +23,7 @@ import argparse
 import fcntl
 import json
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
@@ -168,6 +169,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--gpus", type=int, required=True, help="GPUs the job declared")
     parser.add_argument("--json", help="also write the claim to this JSON file")
     return parser.parse_args(argv)
+
+
+def cpu_model() -> str:
+    """The CPU's model name, recorded beside the GPUs so CPU timings can be compared."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

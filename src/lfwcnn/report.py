@@ -37,6 +37,7 @@ from markupsafe import Markup
 
 from lfwcnn.atomic import write_text
 from lfwcnn.cli import run
+from lfwcnn.devices import cpu_model
 from lfwcnn.errors import LfwcnnError
 
 log = logging.getLogger(__name__)
@@ -403,16 +404,6 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def git_state(repo: str | os.PathLike | None) -> dict:

@@ -30,7 +30,7 @@ import numpy as np
 from lfwcnn.atomic import atomic_dir, atomic_path, write_text
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split
-from lfwcnn.devices import claim_job_devices
+from lfwcnn.devices import claim_job_devices, cpu_model
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.model import (
     DROPOUT_PLACEMENTS,
@@ -176,6 +176,8 @@ def select_device(device: str, threads: int) -> dict:
         "gpus_seen": len(gpus),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "threads": threads or None,
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
     }
 
 
