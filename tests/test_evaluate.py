@@ -205,6 +205,8 @@ def test_aggregate_writes_the_verdict_and_the_table(tmp_path):
     assert summary["seeds"] == 3 and summary["mean"] == pytest.approx(474 / 593)
     assert summary["verdict"] == "above" and summary["paper_accuracy"] == 0.8347
     assert [row["seed"] for row in summary["by_seed"]] == [0, 1, 2]
+    assert summary["accuracy_by_seed"] == pytest.approx(
+        {"seed0": 474 / 593, "seed1": 480 / 593, "seed2": 468 / 593})
     assert table["seed"].tolist() == [0, 1, 2]
     assert table["accuracy"].tolist() == pytest.approx([474 / 593, 480 / 593, 468 / 593])
     # 0.8347 lies inside the binomial interval of 480/593 (0.7755 .. 0.8403) only; those of

@@ -170,6 +170,9 @@ def aggregate(records: Sequence[dict], paper_accuracy: float, confidence: float)
          "interval": record.get("accuracy_interval")}
         for record in records
     ]
+    # the same numbers keyed by seed: `dvc metrics show/diff` reads mappings, not lists
+    summary["accuracy_by_seed"] = {f"seed{row['seed']}": row["accuracy"]
+                                   for row in summary["by_seed"]}
     return summary, table
 
 
