@@ -19,9 +19,7 @@ from lfw_fixtures import make_lfw_tree
 from workflow_runner import ROOT, make_project, snakemake
 
 from lfwcnn import report
-from lfwcnn.cli import run
-from lfwcnn.config import check_config
-from lfwcnn.report import (
+from lfwcnn.claims import (
     explain_1777,
     protocol_departures,
     provenance,
@@ -32,6 +30,8 @@ from lfwcnn.report import (
     verdict_c5,
     verdict_c6,
 )
+from lfwcnn.cli import run
+from lfwcnn.config import check_config
 
 LFW_SUMMARY = {"people": 34, "images": 2370}
 PIPELINE_PEOPLE = {"Alice_Doe": 12, "Bob_Roe": 10, "Carol_Poe": 8, "Dan_Moe": 3}

@@ -37,7 +37,7 @@ COLUMNS = ("seeds", "mean", "std", "ci_low", "ci_high", "confidence", "paper_acc
 def summarize_runs(plan: Sequence[dict], aggregates: Sequence[dict],
                    sources: Sequence[dict | None]) -> dict:
     """One record per run: its settings, data provenance and across-seed numbers."""
-    from lfwcnn.report import provenance
+    from lfwcnn.claims import provenance
 
     if not len(plan) == len(aggregates) == len(sources):
         raise LfwcnnError(f"{len(plan)} runs but {len(aggregates)} aggregates and "

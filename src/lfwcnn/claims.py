@@ -1,0 +1,316 @@
+"""The paper's claims C1-C6 and the verdict on each, computed from what a run measured.
+
+Pure functions of the numbers the report gathers (no files are read here): each
+``verdict_cN`` returns a :class:`Verdict` (the paper's value, ours, a status and the checks
+behind it), so the rules that decide "holds" / "partly" / "fails" are tested on their own and
+the report (:mod:`lfwcnn.report`) only assembles and renders.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# What the paper reports (section 3 and Figs. 5-12), and the counts its protocol gives on LFW.
+PAPER = {"people": 34, "images": 2370, "train": 1777, "test": 593, "accuracy": 0.8347,
+         "epochs": 100, "layers": ("conv1", "pool1", "conv2", "pool2", "conv3", "pool3"),
+         "maps": (32, 32, 64, 64, 128, 128)}
+# The paper's protocol as config keys; a run that departs from it says so at the top.
+PAPER_PROTOCOL = {
+    "data.min_images_per_person": 30, "data.image_size": 64, "split.test_fraction": 0.25,
+    "model.filters": [32, 64, 128], "model.kernel_size": 3, "model.pool_size": 2,
+    "model.dense_units": [128, 256], "model.dropout_rate": 0.5, "train.optimizer": "adam",
+    "train.learning_rate": 0.001, "train.epochs": 100, "train.batch_size": 128,
+}
+# The paper names no LFW variant; scikit-learn's loader, the likely tool, uses this one.
+PAPER_VARIANT = "funneled"
+# C4: "all filters active" in conv1 allows this mean share of blank maps over test images.
+C4_CONV1_BLANK_TOLERANCE = 0.01
+STATUS_TEXT = {"holds": "holds", "partly": "partly holds", "fails": "does not hold",
+               "undetermined": "undetermined", "not run": "not run"}
+
+
+@dataclass
+class Verdict:
+    """One row of the verdict table."""
+
+    claim: str
+    title: str
+    paper: str
+    ours: str
+    status: str  # a key of STATUS_TEXT
+    detail: str = ""
+    checks: list[tuple[str, bool]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUS_TEXT:
+            raise ValueError(f"unknown verdict status {self.status!r}")
+
+    @property
+    def status_text(self) -> str:
+        return STATUS_TEXT[self.status]
+
+
+# ----------------------------------------------------------------------------- provenance
+
+
+def provenance(source: dict | None, summary: dict | None) -> dict:
+    """Which LFW the run used, and whether it is only an approximation of that variant.
+
+    The obtain step decides and records it (``approximate``, from the folder's own note); an
+    archive that is not the variant's published one is flagged here too, as unverified.
+    """
+    record = dict(source or (summary or {}).get("source") or {})
+    flags = []
+    if record.get("approximate"):
+        where = record.get("note_file") or record.get("path") or record.get("source")
+        flags.append(f"{where} describes these images as an approximation: "
+                     f"{record.get('note') or 'no further note'}")
+    if record.get("kind") == "archive" and record.get("matches_published") is False:
+        flags.append(f"the archive is not the published {record.get('variant')} archive "
+                     "(its md5 differs)")
+    return {"record": record, "approximate": bool(flags), "flags": flags,
+            "note": record.get("note")}
+
+
+# ----------------------------------------------------------------------------- verdicts
+
+
+def split_sizes(images: int, test_fraction: float) -> tuple[int, int]:
+    """(train, test) as scikit-learn's ``train_test_split`` sizes them: the test side rounds up."""
+    test = math.ceil(test_fraction * images)
+    return images - test, test
+
+
+def explain_1777(images: int, test_fraction: float) -> str:
+    train, test = split_sizes(images, test_fraction)
+    text = (f"With {images} images and a test fraction of {test_fraction:g}, the test subset "
+            f"holds ceil({test_fraction:g} x {images}) = {test} images and the training "
+            f"subset {images} - {test} = {train}.")
+    if (train, test) == (PAPER["train"], PAPER["test"]):
+        text += (" The paper's \"1777 face images\" is therefore the training subset, not "
+                 f"the whole data set of {images} images; its 83.47 % is 495/593, "
+                 "a 593-image test subset.")
+    else:
+        text += (" On the real LFW (2370 images of 34 people) the same protocol gives 1777 "
+                 "training and 593 test images: the paper's \"1777 face images\" is the "
+                 "training subset.")
+    return text
+
+
+def verdict_c1(summary: dict, train: int, test: int, test_fraction: float) -> Verdict:
+    people, images = summary["people"], summary["images"]
+    checks = [("34 people", people == PAPER["people"]),
+              ("2370 images", images == PAPER["images"]),
+              ("1777 training images", train == PAPER["train"]),
+              ("593 test images", test == PAPER["test"])]
+    if all(ok for _, ok in checks):
+        status = "holds"
+    elif checks[0][1] and checks[1][1]:
+        status = "partly"
+    else:
+        status = "fails"
+    return Verdict(
+        "C1", "Data: LFW people with at least 30 images",
+        "34 people, \"1777 face images\", split 0.75 / 0.25",
+        f"{people} people, {images} images; {train} train / {test} test",
+        status, explain_1777(images, test_fraction), checks)
+
+
+def verdict_c2(aggregate: dict | None, epochs: Sequence[int] = (),
+               variant: str | None = None, sweep_runs: Sequence[dict] = ()) -> Verdict:
+    """The aggregate's verdict: the paper's accuracy inside, above or below the interval.
+
+    An interval that covers every possible accuracy (below 0 % and above 100 %, as two seeds
+    can give) says nothing, so the claim is then undetermined rather than confirmed. With a
+    sweep the verdict stays that of the run described, and the detail counts the settings
+    the paper's value is consistent with.
+    """
+    title, paper = "Test accuracy after 100 epochs", "83.47 %"
+    if aggregate is None:
+        return Verdict("C2", title, paper, "-", "not run", "The evaluation has not run.")
+    n = aggregate["seeds"]
+    ours = f"{aggregate['mean']:.2%} mean over {n} seed{'s' * (n > 1)}"
+    if epochs and set(epochs) != {PAPER["epochs"]}:
+        ours += f" after {'/'.join(str(e) for e in sorted(set(epochs)))} epochs"
+    if aggregate.get("std") is not None:
+        ours += f" (sd {100 * aggregate['std']:.2f} points)"
+    interval = aggregate.get("interval")
+    if interval:
+        ours += (f"; {aggregate['confidence']:.0%} interval {interval['low']:.2%} to "
+                 f"{interval['high']:.2%}")
+    status = {"inside": "holds", "above": "fails", "below": "fails"}.get(
+        aggregate["verdict"], "undetermined")
+    detail = aggregate.get("statement", "")
+    if variant and variant != PAPER_VARIANT:
+        detail += (f" Measured on the {variant} images; the paper does not name its variant, "
+                   f"most likely {PAPER_VARIANT} (scikit-learn's default), and the alignment "
+                   "changes the accuracy.")
+    if interval and interval["low"] <= 0 and interval["high"] >= 1:
+        status = "undetermined"
+        detail += (f" That interval spans every possible accuracy: {n} seeds are too few to "
+                   "tell.")
+    single = aggregate.get("verdict_single_run")
+    if single and single != "undefined":
+        band = aggregate["prediction_interval"]
+        detail += (f" A single further run is expected between {band['low']:.2%} and "
+                   f"{band['high']:.2%}; the paper's one run lies {single} that range.")
+    if len(sweep_runs) > 1:
+        inside = [r["run"] for r in sweep_runs if r["verdict"] == "inside"]
+        detail += (f" Across the ablation the paper's value lies inside the interval of "
+                   f"{len(inside)} of {len(sweep_runs)} settings"
+                   f"{': ' + ', '.join(inside) if inside else ''}.")
+    return Verdict("C2", title, paper, ours, status, detail,
+                   [(f"83.47 % {aggregate['verdict']} the interval",
+                     aggregate["verdict"] == "inside")])
+
+
+def verdict_c3(check: dict | None) -> Verdict:
+    title = "Backpropagation through convolution (Eqs. 1-22)"
+    paper = "dL/dF = X * dL/dO; dL/dX = full convolution of dL/dO with the rotated F"
+    if check is None:
+        return Verdict("C3", title, paper, "-", "not run", "The backpropagation check has "
+                       "not run (rule verify_backprop).")
+    errors = check.get("max_relative_error") or {}
+    finite = [value for value in errors.values() if value is not None]
+    worst = max(finite) if finite else float("nan")
+    cases = (check.get("cases") or {}).get("autodiff")
+    fig4 = ((check.get("checks") or {}).get("fig4") or {}).get("equations") or {}
+    ours = (f"{cases} random layers agree with TensorFlow's autodiff to {worst:.1e} "
+            f"(relative); Fig. 4: {sum(map(bool, fig4.values()))} of {len(fig4)} "
+            "equations match")
+    checks = [(name, bool(part.get("pass"))) for name, part in (check.get("checks") or
+                                                                  {}).items()]
+    status = "holds" if check.get("pass") else "fails"
+    return Verdict("C3", title, paper, ours, status,
+                   "NumPy implementation of section 2 checked against tf.GradientTape, "
+                   "central differences, the Fig. 4 example term by term and a Keras SGD step.",
+                   checks)
+
+
+def _rises(values: Sequence[float]) -> bool:
+    """Non-decreasing from layer to layer, and higher at the end than at the start."""
+    return (len(values) > 1 and all(b >= a for a, b in zip(values, values[1:], strict=False))
+            and values[-1] > values[0])
+
+
+def verdict_c4(sparsity: dict | None) -> Verdict:
+    title = "Sparsity grows with depth; the first layer keeps all filters active"
+    paper = "conv1: all filters active; deeper: more blank maps, sparser activations"
+    if sparsity is None:
+        return Verdict("C4", title, paper, "-", "not run", "The activations have not run.")
+    conv = [row for row in sparsity["layers"] if row["layer"].startswith("conv")]
+    if len(conv) < 2:
+        return Verdict("C4", title, paper, "-", "undetermined",
+                       "A trend over depth needs at least two convolution layers.")
+    blank = [row["blank_share_mean"] for row in conv]
+    zero = [row["zero_share_mean"] for row in conv]
+    names = " -> ".join(row["layer"] for row in conv)
+    checks = [
+        (f"{conv[0]['layer']}: blank maps <= {C4_CONV1_BLANK_TOLERANCE:.0%} on average",
+         blank[0] <= C4_CONV1_BLANK_TOLERANCE),
+        (f"blank maps rise over {names}", _rises(blank)),
+        (f"zero activations rise over {names}", _rises(zero)),
+    ]
+    passed = [ok for _, ok in checks]
+    if all(passed):
+        status = "holds"
+    elif not (passed[1] or passed[2]):
+        status = "fails"
+    else:
+        status = "partly"
+    ours = (f"blank maps {' -> '.join(f'{100 * v:.1f}' for v in blank)} %; zero activations "
+            f"{' -> '.join(f'{100 * v:.1f}' for v in zero)} % ({names}, mean over "
+            f"{conv[0]['images']} test images)")
+    first = conv[0]
+    detail = (f"{first['layer']}: {blank[0] * first['channels']:.1f} of {first['channels']} maps "
+              f"blank per test image on average, {first['never_active_maps']} blank for every "
+              f"test image; {conv[-1]['layer']}: {blank[-1] * conv[-1]['channels']:.1f} of "
+              f"{conv[-1]['channels']} blank on average.")
+    return Verdict("C4", title, paper, ours, status, detail, checks)
+
+
+def verdict_c5(histories: Mapping[int, pd.DataFrame]) -> Verdict:
+    title = "Training accuracy rises and loss falls (Fig. 5)"
+    paper = f"accuracy up, loss down over {PAPER['epochs']} epochs"
+    if not histories:
+        return Verdict("C5", title, paper, "-", "not run", "No training history.")
+    rising, falling, epochs = [], [], set()
+    for history in histories.values():
+        epochs.add(len(history))
+        rising.append(history["accuracy"].iloc[-1] > history["accuracy"].iloc[0])
+        falling.append(history["loss"].iloc[-1] < history["loss"].iloc[0])
+    n = len(histories)
+    first = np.mean([h["accuracy"].iloc[0] for h in histories.values()])
+    last = np.mean([h["accuracy"].iloc[-1] for h in histories.values()])
+    loss0 = np.mean([h["loss"].iloc[0] for h in histories.values()])
+    loss1 = np.mean([h["loss"].iloc[-1] for h in histories.values()])
+    span = "/".join(str(e) for e in sorted(epochs))
+    ours = (f"training accuracy {first:.1%} -> {last:.1%}, loss {loss0:.3f} -> {loss1:.3f} "
+            f"(epoch 1 -> {span}, mean of {n} seed{'s' * (n > 1)})")
+    checks = [(f"accuracy rises in {sum(rising)} of {n} seeds", all(rising)),
+              (f"loss falls in {sum(falling)} of {n} seeds", all(falling))]
+    if max(epochs) < 2:
+        status = "undetermined"
+    elif all(rising) and all(falling):
+        status = "holds"
+    elif any(rising) or any(falling):
+        status = "partly"
+    else:
+        status = "fails"
+    return Verdict("C5", title, paper, ours, status,
+                   "First epoch against last epoch of each seed's training history.", checks)
+
+
+def verdict_c6(grids: dict | None, figures_dir: Path | None) -> Verdict:
+    title = "Feature maps of 3 conv + 3 pooling layers for one test image (Figs. 6-12)"
+    paper = "6 grids: " + ", ".join(f"{name} {maps}" for name, maps in
+                                    zip(PAPER["layers"], PAPER["maps"], strict=True))
+    if grids is None:
+        return Verdict("C6", title, paper, "-", "not run", "The activations have not run.")
+    layers = grids["layers"]
+    drawn = [g for g in layers if figures_dir is not None and (figures_dir / g["file"]).is_file()
+             and g["tiles"] == g["shape"][-1]]
+    ours = f"{len(drawn)} grids: " + ", ".join(f"{g['layer']} {g['tiles']}" for g in drawn)
+    names = tuple(g["layer"] for g in layers)
+    checks = [("a grid with one tile per map for every conv and pooling layer",
+               len(drawn) == len(layers) and bool(layers)),
+              ("the paper's six layers", names == PAPER["layers"])]
+    if not checks[0][1]:
+        status = "fails"
+    elif checks[1][1]:
+        status = "holds"
+    else:
+        status = "partly"
+    return Verdict("C6", title, paper, ours, status,
+                   f"Input image {grids.get('image')}; see the activations section.", checks)
+
+
+PLURAL_TEXT = {"holds": "hold", "partly": "partly hold", "fails": "do not hold",
+               "undetermined": "undetermined", "not run": "not run"}
+
+
+def headline(verdicts: Sequence[Verdict]) -> str:
+    """One line for the top of the report: how many claims hold, partly hold, fail, ..."""
+    counts = Counter(v.status for v in verdicts)
+    parts = [f"{counts[key]} {(STATUS_TEXT if counts[key] == 1 else PLURAL_TEXT)[key]}"
+             for key in STATUS_TEXT if counts[key]]
+    return f"Of the paper's {len(verdicts)} claims, " + ", ".join(parts) + "."
+
+
+def protocol_departures(config: Mapping) -> list[dict]:
+    """Config keys whose value is not the paper's (fewer epochs, other sizes, ...)."""
+    departures = []
+    for key, paper in PAPER_PROTOCOL.items():
+        value = config
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if value is not None and value != paper:
+            departures.append({"key": key, "paper": paper, "ours": value})
+    return departures
