@@ -68,3 +68,22 @@ def test_snakemake_stops_before_any_job_on_a_bad_key(tmp_path: Path):
     output = result.stdout + result.stderr
     assert "config key train.epochs: 0 is less than the minimum of 1" in output
     assert not (project / "data").exists()
+
+
+@pytest.mark.parametrize("name", ["ablation.yaml", "ablation-download.yaml"])
+def test_shipped_ablations_plan_three_variants_by_two_crops(name):
+    from lfwcnn.sweep import plan_sweep
+
+    config = load_default()
+    config.update(yaml.safe_load((ROOT / "config" / name).read_text()))
+    plan = plan_sweep(config, check=lambda merged: check_config(merged, SCHEMA))
+    variants = list(config["sweep"]["variant"])
+    assert len(variants) == 3
+    assert list(plan.runs) == [
+        f"{variant}-{crop}" for variant in variants for crop in ("centre128", "whole250")]
+    assert len(plan.datasets) == 6 and len(plan.sources) == 3  # each variant obtained once
+    assert len(plan.runs) == 6 and len(config["seeds"]) >= 3
+    assert {run.config["train"]["epochs"] for run in plan.runs.values()} == {100}  # the paper
+    shipped = yaml.safe_load((ROOT / "config" / "ablation.yaml").read_text())
+    assert config["sweep"]["crop"] == shipped["sweep"]["crop"]  # the two files stay in step
+    assert config["seeds"] == shipped["seeds"]
