@@ -126,11 +126,11 @@ def test_c2_follows_the_aggregate_verdict(verdict, status):
 
 def test_c2_counts_the_ablation_settings_the_paper_fits():
     runs = [{"run": "deep-centre", "verdict": "inside"}, {"run": "deep-whole", "verdict": "above"},
-            {"run": "orig-centre", "verdict": "inside"}]
+            {"run": "orig-centre", "verdict": "inside", "approximate": True}]
     result = verdict_c2(aggregate("inside"), sweep_runs=runs)
     assert result.status == "holds"  # the run described decides; the ablation is context
     assert result.detail.endswith("inside the interval of 2 of 3 settings: deep-centre, "
-                                  "orig-centre.")
+                                  "orig-centre (approximation).")
     assert "ablation" not in verdict_c2(aggregate("inside"), sweep_runs=runs[:1]).detail
 
 

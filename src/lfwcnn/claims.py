@@ -162,7 +162,8 @@ def verdict_c2(aggregate: dict | None, epochs: Sequence[int] = (),
         detail += (f" A single further run is expected between {band['low']:.2%} and "
                    f"{band['high']:.2%}; the paper's one run lies {single} that range.")
     if len(sweep_runs) > 1:
-        inside = [r["run"] for r in sweep_runs if r["verdict"] == "inside"]
+        inside = [r["run"] + (" (approximation)" if r.get("approximate") else "")
+                  for r in sweep_runs if r["verdict"] == "inside"]
         detail += (f" Across the ablation the paper's value lies inside the interval of "
                    f"{len(inside)} of {len(sweep_runs)} settings"
                    f"{': ' + ', '.join(inside) if inside else ''}.")
