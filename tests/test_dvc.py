@@ -584,8 +584,8 @@ def test_repro_push_clone_pull_change_and_experiment(lfw_tree, tmp_path):
         "diff": 1,
     }
     # every seed's accuracy is a metric of its own (a mapping, not the by_seed list)
-    shown = json.loads(run(clone, "dvc", "metrics", "show", "--json")[1])
-    metrics = shown["workspace"]["data"]["results/eval/funneled/aggregate.json"]["data"]
+    (workspace,) = json.loads(run(clone, "dvc", "metrics", "show", "--json")[1]).values()
+    metrics = workspace["data"]["results/eval/funneled/aggregate.json"]["data"]
     assert set(metrics["accuracy_by_seed"]) == {"seed0", "seed1"}, metrics
 
     # back to the baseline: Snakemake's records of the 3-epoch models no longer apply
