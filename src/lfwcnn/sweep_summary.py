@@ -116,8 +116,8 @@ def plot_runs(summary: dict, path: str | os.PathLike) -> None:
     ax.set_ylim(-0.7, len(runs) - 0.2)
     ax.set_xlabel("test accuracy (%)")
     ax.grid(axis="x", alpha=0.3)
-    ax.set_title("Test accuracy per run: seeds (dots), mean and interval, clipped to 0-100 % "
-                 "(black)", fontsize=10)
+    fig.suptitle("Test accuracy per run: seeds (dots), mean (diamond) and its interval "
+                 "(bar, clipped to 0-100 %)", fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
 
