@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lfwcnn.ablation import analyse, axis_effects, conclusion, grid
+from lfwcnn.ablation import analyse, axis_effects, conclusion, deciding_axes, grid
 from lfwcnn.aggregate import summarize
 
 PAPER = 0.8347
@@ -86,6 +86,16 @@ def test_conclusion_names_consistent_and_inconsistent_settings(summary):
             "for 1 of 4 settings: deep-centre.") in text
     assert "crop whole vs centre:" in text and ": lower." in text
     assert "2 of 4 settings use images that only approximate" in text
+
+
+def test_an_axis_that_alone_decides_consistency_is_named(summary):
+    assert deciding_axes(summary) == []  # only deep-centre fits: neither axis decides alone
+    summary["runs"][2].update(make_run("approx", "centre", [0.83, 0.84, 0.82],
+                                       approximate=True))
+    assert deciding_axes(summary) == [
+        "crop decides it: with centre every setting is consistent with the paper, with whole "
+        "none is."]
+    assert deciding_axes(summary)[0] in conclusion(summary, [])
 
 
 def test_conclusion_says_when_no_setting_fits_and_when_seeds_cannot_decide(summary):

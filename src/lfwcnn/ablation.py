@@ -97,6 +97,24 @@ def _names(runs: Sequence[dict]) -> str:
     return ", ".join(r["run"] + (" (approximation)" if r["approximate"] else "") for r in runs)
 
 
+def deciding_axes(summary: dict) -> list[str]:
+    """Axes whose value alone decides consistency: every run at a value agrees, and the
+    values disagree (e.g. every centre crop consistent with the paper, no whole image)."""
+    lines = []
+    for axis in summary["axes"]:
+        values = list(dict.fromkeys(r["settings"][axis] for r in summary["runs"]))
+        fits = {value: {r["verdict"] == "inside" for r in summary["runs"]
+                        if r["settings"][axis] == value} for value in values}
+        if len(values) < 2 or any(len(f) != 1 for f in fits.values()):
+            continue
+        consistent = [value for value in values if fits[value] == {True}]
+        if consistent and len(consistent) < len(values):
+            others = [value for value in values if value not in consistent]
+            lines.append(f"{axis} decides it: with {', '.join(consistent)} every setting is "
+                         f"consistent with the paper, with {', '.join(others)} none is.")
+    return lines
+
+
 def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
     """Short sentences that follow from the numbers alone, for the report and the JSON."""
     runs = summary["runs"]
@@ -129,6 +147,7 @@ def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
             f"The paper reports a single run: its value lies in the range expected of one run "
             f"(the {level} prediction interval) for {len(fits)} of {len(single)} settings"
             f"{': ' + _names(fits) if fits else ''}.")
+    lines += deciding_axes(summary)
     closest = min(runs, key=lambda r: abs(r["mean"] - paper))
     lines.append(f"Closest mean: {_names([closest])}, {closest['mean']:.2%} "
                  f"({100 * (closest['mean'] - paper):+.2f} points from the paper).")
