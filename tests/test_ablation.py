@@ -67,6 +67,7 @@ def test_an_effect_that_could_be_noise_is_called_unclear(summary):
     summary["runs"][3]["accuracies"] = [0.72, 0.69, 0.72]  # centre: 0.70, 0.71, 0.705
     crop = next(e for e in axis_effects(summary) if e["axis"] == "crop")
     assert crop["low_points"] < 0 < crop["high_points"] and crop["direction"] == "unclear"
+    assert crop["reading"] == "no clear difference"
 
 
 def test_seeds_only_one_run_trained_are_not_paired(summary):

@@ -20,7 +20,21 @@ from collections.abc import Sequence
 
 from lfwcnn.aggregate import mean_interval
 
-DIRECTIONS = {"higher": "higher", "lower": "lower", "unclear": "no clear difference"}
+READINGS = {"higher": "higher", "lower": "lower", "unclear": "no clear difference"}
+
+
+def _values(runs: Sequence[dict], axis: str) -> list[str]:
+    """An axis' values in the order its runs come (the config's order)."""
+    return list(dict.fromkeys(r["settings"][axis] for r in runs))
+
+
+def _others(run: dict, axis: str) -> dict:
+    """A run's settings on every axis but ``axis``: what a paired comparison holds equal."""
+    return {k: v for k, v in run["settings"].items() if k != axis}
+
+
+def _confidence(runs: Sequence[dict]) -> float:
+    return next((r["confidence"] for r in runs if r["confidence"]), 0.95)
 
 
 def grid(summary: dict) -> dict | None:
@@ -29,8 +43,7 @@ def grid(summary: dict) -> dict | None:
     if len(axes) != 2:
         return None
     rows_axis, cols_axis = axes
-    rows = list(dict.fromkeys(r["settings"][rows_axis] for r in summary["runs"]))
-    cols = list(dict.fromkeys(r["settings"][cols_axis] for r in summary["runs"]))
+    rows, cols = _values(summary["runs"], rows_axis), _values(summary["runs"], cols_axis)
     cells = {(r["settings"][rows_axis], r["settings"][cols_axis]): r for r in summary["runs"]}
     return {
         "row_axis": rows_axis,
@@ -56,22 +69,21 @@ def axis_effects(summary: dict, confidence: float | None = None) -> list[dict]:
     """Each axis value against the axis' first value, other axes equal, seeds paired.
 
     ``direction`` is 'higher' or 'lower' when the interval of the mean paired difference
-    excludes zero, else 'unclear' (fewer than two pairs, or an interval spanning zero).
+    excludes zero, else 'unclear' (fewer than two pairs, or an interval spanning zero);
+    ``reading`` says it in words.
     """
     runs = summary["runs"]
-    confidence = confidence or next((r["confidence"] for r in runs if r["confidence"]), 0.95)
+    confidence = confidence or _confidence(runs)
     effects = []
     for axis in summary["axes"]:
-        values = list(dict.fromkeys(r["settings"][axis] for r in runs))
+        values = _values(runs, axis)
         for value in values[1:]:
             pairs, matched = [], 0
             for run in runs:
                 if run["settings"][axis] != value:
                     continue
-                others = {k: v for k, v in run["settings"].items() if k != axis}
                 reference = next((r for r in runs if r["settings"][axis] == values[0]
-                                  and {k: v for k, v in r["settings"].items() if k != axis}
-                                  == others), None)
+                                  and _others(r, axis) == _others(run, axis)), None)
                 if reference is not None:
                     matched += 1
                     pairs += _paired_differences(run, reference)
@@ -89,6 +101,7 @@ def axis_effects(summary: dict, confidence: float | None = None) -> list[dict]:
                 "low_points": None if interval is None else 100 * interval[0],
                 "high_points": None if interval is None else 100 * interval[1],
                 "confidence": confidence, "direction": direction,
+                "reading": READINGS[direction],
             })
     return effects
 
@@ -102,7 +115,7 @@ def deciding_axes(summary: dict) -> list[str]:
     values disagree (e.g. every centre crop consistent with the paper, no whole image)."""
     lines = []
     for axis in summary["axes"]:
-        values = list(dict.fromkeys(r["settings"][axis] for r in summary["runs"]))
+        values = _values(summary["runs"], axis)
         fits = {value: {r["verdict"] == "inside" for r in summary["runs"]
                         if r["settings"][axis] == value} for value in values}
         if len(values) < 2 or any(len(f) != 1 for f in fits.values()):
@@ -121,14 +134,12 @@ def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
     if not runs:
         return []
     paper = next((r["paper_accuracy"] for r in runs if r["paper_accuracy"] is not None), None)
-    level = f"{next((r['confidence'] for r in runs if r['confidence']), 0.95):.0%}"
+    level = f"{_confidence(runs):.0%}"
     seeds = sorted({r["seeds"] for r in runs})
     by = {v: [r for r in runs if r["verdict"] == v] for v in ("inside", "above", "below",
                                                                  "undefined")}
-    lines = []
-    head = (f"{len(runs)} settings, {'/'.join(map(str, seeds))} seeds each; the paper's "
-            f"{paper:.2%} is compared with each setting's {level} interval of the mean.")
-    lines.append(head)
+    lines = [f"{len(runs)} settings, {'/'.join(map(str, seeds))} seeds each; the paper's "
+             f"{paper:.2%} is compared with each setting's {level} interval of the mean."]
     if by["inside"]:
         lines.append(f"Consistent with the paper ({len(by['inside'])} of {len(runs)}): "
                      f"{_names(by['inside'])}.")
@@ -163,7 +174,7 @@ def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
         lines.append(
             f"{effect['axis']} {effect['value']} vs {effect['reference']}: "
             f"{effect['mean_points']:+.2f} points on average over {effect['pairs']} paired "
-            f"seeds{span}: {DIRECTIONS[effect['direction']]}.")
+            f"seeds{span}: {effect['reading']}.")
     approximate = [r for r in runs if r["approximate"]]
     if approximate:
         lines.append(

@@ -25,6 +25,7 @@ import pandas as pd
 
 from lfwcnn.ablation import analyse
 from lfwcnn.atomic import write_text
+from lfwcnn.claims import provenance
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
 
@@ -37,8 +38,6 @@ COLUMNS = ("seeds", "mean", "std", "ci_low", "ci_high", "confidence", "paper_acc
 def summarize_runs(plan: Sequence[dict], aggregates: Sequence[dict],
                    sources: Sequence[dict | None]) -> dict:
     """One record per run: its settings, data provenance and across-seed numbers."""
-    from lfwcnn.claims import provenance
-
     if not len(plan) == len(aggregates) == len(sources):
         raise LfwcnnError(f"{len(plan)} runs but {len(aggregates)} aggregates and "
                           f"{len(sources)} source records")
