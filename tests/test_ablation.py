@@ -10,11 +10,11 @@ from lfwcnn.aggregate import summarize
 PAPER = 0.8347
 
 
-def make_run(variant: str, crop: str, accuracies: list[float], approximate=False) -> dict:
+def make_run(variant: str, crop: str, accuracies: list[float], caveat=None) -> dict:
     summary = summarize(accuracies, PAPER, 0.95)
     return {
         "run": f"{variant}-{crop}", "settings": {"variant": variant, "crop": crop},
-        "approximate": approximate, "seeds": summary["seeds"], "mean": summary["mean"],
+        "caveat": caveat, "seeds": summary["seeds"], "mean": summary["mean"],
         "std": summary["std"], "ci_low": summary["interval"]["low"],
         "ci_high": summary["interval"]["high"], "confidence": 0.95, "paper_accuracy": PAPER,
         "verdict": summary["verdict"], "accuracies": accuracies,
@@ -31,8 +31,8 @@ def summary() -> dict:
     return {"axes": ["variant", "crop"], "runs": [
         make_run("deep", "centre", [0.82, 0.84, 0.85]),
         make_run("deep", "whole", [0.72, 0.745, 0.75]),
-        make_run("approx", "centre", [0.70, 0.71, 0.705], approximate=True),
-        make_run("approx", "whole", [0.61, 0.60, 0.62], approximate=True),
+        make_run("approx", "centre", [0.70, 0.71, 0.705], caveat="approximation"),
+        make_run("approx", "whole", [0.61, 0.60, 0.62], caveat="approximation"),
     ]}
 
 
@@ -41,7 +41,7 @@ def test_grid_places_every_run_by_its_two_settings(summary):
     assert (layout["row_axis"], layout["col_axis"]) == ("variant", "crop")
     assert layout["cols"] == ["centre", "whole"]
     assert [row["value"] for row in layout["rows"]] == ["deep", "approx"]
-    assert [row["approximate"] for row in layout["rows"]] == [False, True]
+    assert [row["caveat"] for row in layout["rows"]] == [None, "approximation"]
     assert layout["rows"][1]["cells"][0]["run"] == "approx-centre"
     assert grid({**summary, "axes": ["variant"]}) is None
 
@@ -87,12 +87,22 @@ def test_conclusion_names_consistent_and_inconsistent_settings(summary):
             "for 1 of 4 settings: deep-centre.") in text
     assert "crop whole vs centre:" in text and ": lower." in text
     assert "2 of 4 settings use images that only approximate" in text
+    assert "unverified" not in text
+
+
+def test_an_unverified_archive_is_named_as_such_not_as_an_approximation(summary):
+    summary["runs"][1]["caveat"] = "unverified archive"
+    lines = conclusion(summary, [])
+    assert any("deep-whole (unverified archive)" in line for line in lines)
+    assert ("1 of 4 settings use an archive that is not the published one of its variant "
+            "(its md5 differs): what it holds is unverified.") in lines
+    assert grid(summary)["rows"][0]["caveat"] == "unverified archive"
 
 
 def test_an_axis_that_alone_decides_consistency_is_named(summary):
     assert deciding_axes(summary) == []  # only deep-centre fits: neither axis decides alone
     summary["runs"][2].update(make_run("approx", "centre", [0.83, 0.84, 0.82],
-                                       approximate=True))
+                                       caveat="approximation"))
     assert deciding_axes(summary) == [
         "crop decides it: with centre every setting is consistent with the paper, with whole "
         "none is."]

@@ -89,6 +89,16 @@ def test_summary_paper_below_and_inside():
     assert inside["verdict"] == "inside" and inside["distance_to_interval_points"] == 0
 
 
+def test_intervals_are_clipped_to_possible_accuracies():
+    # two seeds far apart: the t-intervals (t = 12.7 for 1 degree of freedom) pass 0 and 100 %
+    summary = aggregate.summarize([0.60, 0.99], 0.8347, 0.95)
+    assert aggregate.mean_interval([0.60, 0.99], 0.95)[1] > 1  # unclipped, as a difference needs
+    assert (summary["interval"]["low"], summary["interval"]["high"]) == (0.0, 1.0)
+    assert summary["prediction_interval"]["high"] == 1.0
+    assert "clipped to [0, 1]" in summary["interval"]["method"]
+    assert summary["verdict"] == "inside"
+
+
 def test_one_seed_leaves_the_interval_undefined():
     summary = aggregate.summarize([0.83], 0.8347, 0.95)
     assert summary["std"] is None and summary["interval"] is None
@@ -212,6 +222,23 @@ def test_aggregate_writes_the_verdict_and_the_table(tmp_path):
     # 0.8347 lies inside the binomial interval of 480/593 (0.7755 .. 0.8403) only; those of
     # 474/593 and 468/593 end at 0.8308 and 0.8214
     assert table["paper_in_ci"].tolist() == [False, True, False]
+    assert "data" not in summary  # no --source given
+
+
+def test_aggregate_records_which_data_the_seeds_were_measured_on(tmp_path):
+    paths = [metrics_file(tmp_path, seed, 480) for seed in (0, 1)]
+    source = tmp_path / "source.json"
+    source.write_text(json.dumps({
+        "variant": "funneled", "kind": "folder", "source": "../shared/lfw_funneled_approx",
+        "note": "LFW, funneled variant -- APPROXIMATION", "approximate": True}))
+    out_json = tmp_path / "aggregate.json"
+    argv = ["--metrics", *map(str, paths), "--source", str(source), "--out-json",
+            str(out_json), "--out-csv", str(tmp_path / "by_seed.csv")]
+    assert run(aggregate.main, argv) == 0
+    assert json.loads(out_json.read_text())["data"] == {
+        "variant": "funneled", "source": "../shared/lfw_funneled_approx", "kind": "folder",
+        "approximate": True, "caveat": "approximation",
+        "note": "LFW, funneled variant -- APPROXIMATION"}
 
 
 @pytest.mark.parametrize(
@@ -221,6 +248,7 @@ def test_aggregate_writes_the_verdict_and_the_table(tmp_path):
         ("missing file", "not a per-seed metrics file"),
         ("accuracy above one", "accuracy 1.5 is not in [0, 1]"),
         ("bad confidence", "confidence must lie strictly between 0 and 1, got 0"),
+        ("bad source", "source.json: not a source record (no 'variant')"),
     ],
 )
 def test_aggregate_bad_input(tmp_path, capsys, case, message):
@@ -236,6 +264,9 @@ def test_aggregate_bad_input(tmp_path, capsys, case, message):
         paths[0].write_text(json.dumps({"seed": 0, "accuracy": 1.5}))
     if case == "bad confidence":
         extra = ["--confidence", "0"]
+    if case == "bad source":
+        (tmp_path / "source.json").write_text("{}")
+        extra = ["--source", str(tmp_path / "source.json")]
     argv = ["--metrics", *map(str, paths), "--out-json", str(tmp_path / "a.json"),
             "--out-csv", str(tmp_path / "a.csv"), *extra]
     assert run(aggregate.main, argv) == 1

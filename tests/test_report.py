@@ -20,7 +20,9 @@ from workflow_runner import ROOT, make_project, snakemake
 
 from lfwcnn import report
 from lfwcnn.claims import (
+    data_origin,
     explain_1777,
+    labelled,
     protocol_departures,
     provenance,
     verdict_c1,
@@ -126,7 +128,7 @@ def test_c2_follows_the_aggregate_verdict(verdict, status):
 
 def test_c2_counts_the_ablation_settings_the_paper_fits():
     runs = [{"run": "deep-centre", "verdict": "inside"}, {"run": "deep-whole", "verdict": "above"},
-            {"run": "orig-centre", "verdict": "inside", "approximate": True}]
+            {"run": "orig-centre", "verdict": "inside", "caveat": "approximation"}]
     result = verdict_c2(aggregate("inside"), sweep_runs=runs)
     assert result.status == "holds"  # the run described decides; the ablation is context
     assert result.detail.endswith("inside the interval of 2 of 3 settings: deep-centre, "
@@ -219,17 +221,33 @@ def test_provenance_labels_what_obtain_recorded_and_foreign_archives():
               "note_file": "/data/lfw_funneled_approx/SOURCE.txt",
               "note": "LFW, funneled variant -- APPROXIMATION", "approximate": True}
     flagged = provenance(record, None)
-    assert flagged["approximate"] and "SOURCE.txt" in flagged["flags"][0]
+    assert flagged["approximate"] and flagged["caveat"] == "approximation"
+    assert "SOURCE.txt" in flagged["flags"][0]
     assert "APPROXIMATION" in flagged["flags"][0] and flagged["note"] == record["note"]
     # the report does not second-guess obtain: a folder named *approx* is not enough
-    assert not provenance({**record, "approximate": False}, None)["approximate"]
+    plain = provenance({**record, "approximate": False}, None)
+    assert not plain["approximate"] and plain["caveat"] is None and plain["flags"] == []
 
+    # a foreign archive is not known to be an approximation: it is unverified
     archive = {"variant": "original", "kind": "archive", "source": "x.tgz",
                "matches_published": False, "approximate": False}
-    assert provenance(archive, None)["approximate"]
-    assert not provenance({**archive, "matches_published": True}, None)["approximate"]
+    foreign = provenance(archive, None)
+    assert foreign["caveat"] == "unverified archive" and not foreign["approximate"]
+    assert "md5 differs" in foreign["flags"][0]
+    assert provenance({**archive, "matches_published": True}, None)["caveat"] is None
     # a prepared dataset's summary carries its source record
     assert provenance(None, {"source": record})["approximate"]
+
+
+def test_data_origin_is_what_a_runs_aggregate_records_and_tables_label():
+    archive = {"variant": "original", "kind": "archive", "source": "data/downloads/o.tgz",
+               "origin": "http://mirror/lfw.tgz", "matches_published": False,
+               "approximate": False, "note": None}
+    assert data_origin(archive) == {
+        "variant": "original", "source": "http://mirror/lfw.tgz", "kind": "archive",
+        "approximate": False, "caveat": "unverified archive", "note": None}
+    assert labelled("orig-centre", "unverified archive") == "orig-centre (unverified archive)"
+    assert labelled("deep-centre", None) == "deep-centre"
 
 
 def test_protocol_departures_are_empty_for_the_shipped_config():

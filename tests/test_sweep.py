@@ -8,6 +8,7 @@ import pytest
 import yaml
 from workflow_runner import ROOT
 
+from lfwcnn.claims import data_origin
 from lfwcnn.config import check_config
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.sweep import deep_merge, plan_sweep, split_seed
@@ -156,20 +157,22 @@ def test_summary_has_one_row_per_run_with_settings_and_provenance(tmp_path):
     approx.mkdir()
     result = plan({"variant": {"deep": {"data": {"variant": "deepfunneled"}},
                                "approx": {"data": {"source": str(approx)}}}})
-    aggregates = [{"seeds": 2, "mean": m, "std": 0.01, "confidence": 0.95,
-                   "interval": {"low": m - 0.1, "high": m + 0.1}, "paper_accuracy": 0.8347,
-                   "verdict": v, "difference_points": 1.0,
-                   "by_seed": [{"seed": 0, "accuracy": m}, {"seed": 1, "accuracy": m}]}
-                  for m, v in ((0.8, "inside"), (0.5, "above"))]
     sources = [{"variant": "deepfunneled", "kind": "archive", "source": "x.tgz",
                 "origin": "http://mirror/lfw-deepfunneled.tgz", "matches_published": True},
                {"variant": "funneled", "kind": "folder", "source": str(approx),
                 "path": str(approx), "approximate": True, "note": "thumbnails, upscaled"}]
-    summary = summarize_runs(result.table(), aggregates, sources)
+    aggregates = [{"seeds": 2, "mean": m, "std": 0.01, "confidence": 0.95,
+                   "interval": {"low": m - 0.1, "high": m + 0.1}, "paper_accuracy": 0.8347,
+                   "verdict": v, "difference_points": 1.0,
+                   "by_seed": [{"seed": 0, "accuracy": m}, {"seed": 1, "accuracy": m}],
+                   "data": data_origin(source)}
+                  for m, v, source in ((0.8, "inside", sources[0]), (0.5, "above", sources[1]))]
+    summary = summarize_runs(result.table(), aggregates)
     table = summary_table(summary)
     assert list(table["run"]) == ["deep", "approx"] and list(table["variant"]) == [
         "deepfunneled", "funneled"]
     assert list(table["approximate"]) == [False, True]
+    assert list(table["caveat"].fillna("")) == ["", "approximation"]
     assert table.loc[0, "source"] == "http://mirror/lfw-deepfunneled.tgz"
     assert list(table["verdict"]) == ["inside", "above"]
     assert {"ci_low", "ci_high", "std", "seeds", "seed_list"} <= set(table.columns)

@@ -71,6 +71,9 @@ def test_ablation_config_runs_end_to_end_into_the_report(tmp_path):
         assert crop["rows"] == ([61, 189] if name.endswith("centre128") else [0, 250])
         info = json.loads((project / f"results/models/{name}/seed1/train.json").read_text())
         assert info["dataset"].endswith(f"data/prepared/{name}/dataset.npz")
+        # each run's own aggregate.json (what `dvc metrics show` lists) carries the caveat
+        data = json.loads((project / f"results/eval/{name}/aggregate.json").read_text())["data"]
+        assert data["caveat"] == ("approximation" if "approx" in name else None)
     assert json.loads((project / "data/raw/thumbs_approx/source.json").read_text())[
         "approximate"] is True
 
@@ -132,7 +135,7 @@ def test_report_shows_the_sweep_table_only_with_a_sweep(tmp_path_factory, tmp_pa
             {"run": "funneled-y", "settings": {"axis": "y"}, "dataset": "funneled"}]
     out = tmp_path / "sweep"
     argv = ["--plan-json", json.dumps(plan), "--aggregates", aggregate, aggregate,
-            "--sources", source, source, "--out-csv", str(out / "summary.csv"),
+            "--out-csv", str(out / "summary.csv"),
             "--out-json", str(out / "summary.json"), "--out-png", str(out / "accuracy.png")]
     assert run(sweep_summary.main, argv) == 0
     page = tmp_path / "index.html"

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lfwcnn.aggregate import mean_interval
+from lfwcnn.claims import labelled
 
 READINGS = {"higher": "higher", "lower": "lower", "unclear": "no clear difference"}
 
@@ -50,8 +51,8 @@ def grid(summary: dict) -> dict | None:
         "col_axis": cols_axis,
         "cols": cols,
         "rows": [{"value": row,
-                  "approximate": any(cells[(row, col)]["approximate"]
-                                     for col in cols if (row, col) in cells),
+                  "caveat": next((cells[(row, col)]["caveat"] for col in cols
+                                  if (row, col) in cells and cells[(row, col)]["caveat"]), None),
                   "cells": [cells.get((row, col)) for col in cols]}
                  for row in rows],
     }
@@ -107,7 +108,7 @@ def axis_effects(summary: dict, confidence: float | None = None) -> list[dict]:
 
 
 def _names(runs: Sequence[dict]) -> str:
-    return ", ".join(r["run"] + (" (approximation)" if r["approximate"] else "") for r in runs)
+    return ", ".join(labelled(r["run"], r["caveat"]) for r in runs)
 
 
 def deciding_axes(summary: dict) -> list[str]:
@@ -175,12 +176,17 @@ def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
             f"{effect['axis']} {effect['value']} vs {effect['reference']}: "
             f"{effect['mean_points']:+.2f} points on average over {effect['pairs']} paired "
             f"seeds{span}: {effect['reading']}.")
-    approximate = [r for r in runs if r["approximate"]]
+    approximate = [r for r in runs if r["caveat"] == "approximation"]
     if approximate:
         lines.append(
             f"{len(approximate)} of {len(runs)} settings use images that only approximate "
             "their LFW variant (see each source's note); their numbers indicate, and do not "
             "measure, what the real variant would give.")
+    unverified = [r for r in runs if r["caveat"] == "unverified archive"]
+    if unverified:
+        lines.append(
+            f"{len(unverified)} of {len(runs)} settings use an archive that is not the "
+            "published one of its variant (its md5 differs): what it holds is unverified.")
     return lines
 
 

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lfwcnn.atomic import write_text
+from lfwcnn.claims import data_origin
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
 
@@ -53,6 +54,12 @@ def prediction_interval(values: Sequence[float], confidence: float) -> tuple[flo
         return None
     half = _t_quantile(confidence, n - 1) * values.std(ddof=1) * math.sqrt(1 + 1 / n)
     return float(values.mean() - half), float(values.mean() + half)
+
+
+def clip_to_accuracy(interval: tuple[float, float] | None) -> tuple[float, float] | None:
+    """An interval cut to [0, 1]: with few, spread seeds a t-interval can pass 100 %, which no
+    accuracy can; the verdict on a paper value in [0, 1] is the same either way."""
+    return None if interval is None else (max(0.0, interval[0]), min(1.0, interval[1]))
 
 
 def verdict(value: float, interval: tuple[float, float] | None) -> str:
@@ -93,6 +100,17 @@ def read_metrics(paths: Sequence[str]) -> list[dict]:
     return records
 
 
+def read_source(path: str) -> dict:
+    """The obtain step's source.json: which LFW the seeds were measured on."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise LfwcnnError(f"{path}: not a source record ({err})") from None
+    if not isinstance(record, dict) or "variant" not in record:
+        raise LfwcnnError(f"{path}: not a source record (no 'variant')")
+    return record
+
+
 def per_seed_table(records: Sequence[dict], paper_accuracy: float) -> pd.DataFrame:
     rows = []
     for record in records:
@@ -115,8 +133,8 @@ def summarize(accuracies: Sequence[float], paper_accuracy: float, confidence: fl
     values = np.asarray(accuracies, dtype=float)
     n = len(values)
     mean = float(values.mean())
-    interval = mean_interval(values, confidence)
-    single = prediction_interval(values, confidence)
+    interval = clip_to_accuracy(mean_interval(values, confidence))
+    single = clip_to_accuracy(prediction_interval(values, confidence))
     result = {
         "seeds": n,
         "mean": mean,
@@ -124,10 +142,12 @@ def summarize(accuracies: Sequence[float], paper_accuracy: float, confidence: fl
         "min": float(values.min()),
         "max": float(values.max()),
         "confidence": confidence,
-        "interval": None if interval is None else {"method": "student-t of the mean",
-                                                   "low": interval[0], "high": interval[1]},
+        "interval": None if interval is None else {
+            "method": "student-t of the mean, clipped to [0, 1]",
+            "low": interval[0], "high": interval[1]},
         "prediction_interval": None if single is None else {
-            "method": "student-t for one further run", "low": single[0], "high": single[1]},
+            "method": "student-t for one further run, clipped to [0, 1]",
+            "low": single[0], "high": single[1]},
         "paper_accuracy": paper_accuracy,
         "verdict": verdict(paper_accuracy, interval),
         "verdict_single_run": verdict(paper_accuracy, single),
@@ -181,10 +201,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--metrics", nargs="+", required=True, help="per-seed metrics.json files")
     parser.add_argument("--paper-accuracy", type=float, default=0.8347)
     parser.add_argument("--confidence", type=float, default=0.95)
+    parser.add_argument("--source", help="source.json of the data, recorded as 'data'")
     parser.add_argument("--out-json", required=True, help="aggregate.json to write")
     parser.add_argument("--out-csv", required=True, help="accuracy_by_seed.csv to write")
     args = parser.parse_args(argv)
-    summary, table = aggregate(read_metrics(args.metrics), args.paper_accuracy, args.confidence)
+    records = read_metrics(args.metrics)
+    origin = None if args.source is None else data_origin(read_source(args.source))
+    summary, table = aggregate(records, args.paper_accuracy, args.confidence)
+    if origin is not None:
+        summary["data"] = origin
     buffer = io.StringIO()
     table.to_csv(buffer, index=False)
     write_text(args.out_csv, buffer.getvalue())

@@ -63,20 +63,43 @@ class Verdict:
 def provenance(source: dict | None, summary: dict | None) -> dict:
     """Which LFW the run used, and whether it is only an approximation of that variant.
 
-    The obtain step decides and records it (``approximate``, from the folder's own note); an
-    archive that is not the variant's published one is flagged here too, as unverified.
+    The obtain step decides and records it (``approximate``, from the folder's own note). An
+    archive that is not the variant's published one is not known to be an approximation, so
+    it gets its own caveat, "unverified archive". ``caveat`` is the label every table shows.
     """
     record = dict(source or (summary or {}).get("source") or {})
+    approximate = bool(record.get("approximate"))
+    unverified = record.get("kind") == "archive" and record.get("matches_published") is False
     flags = []
-    if record.get("approximate"):
+    if approximate:
         where = record.get("note_file") or record.get("path") or record.get("source")
         flags.append(f"{where} describes these images as an approximation: "
                      f"{record.get('note') or 'no further note'}")
-    if record.get("kind") == "archive" and record.get("matches_published") is False:
+    if unverified:
         flags.append(f"the archive is not the published {record.get('variant')} archive "
                      "(its md5 differs)")
-    return {"record": record, "approximate": bool(flags), "flags": flags,
-            "note": record.get("note")}
+    caveat = "approximation" if approximate else "unverified archive" if unverified else None
+    return {"record": record, "approximate": approximate, "unverified": unverified,
+            "caveat": caveat, "flags": flags, "note": record.get("note")}
+
+
+def data_origin(source: dict | None) -> dict:
+    """What a run's results say of their data: the variant, where it came from, its caveat.
+
+    Stored in each run's aggregate.json, so the caveat travels with the accuracy into
+    ``dvc metrics show``, the sweep summary and the report.
+    """
+    origin = provenance(source, None)
+    record = origin["record"]
+    return {"variant": record.get("variant"),
+            "source": record.get("origin") or record.get("source"),
+            "kind": record.get("kind"), "approximate": origin["approximate"],
+            "caveat": origin["caveat"], "note": origin["note"]}
+
+
+def labelled(name: str, caveat: str | None) -> str:
+    """``name`` with its data caveat, as tables and sentences show it: "x (approximation)"."""
+    return f"{name} ({caveat})" if caveat else name
 
 
 # ----------------------------------------------------------------------------- verdicts
@@ -162,7 +185,7 @@ def verdict_c2(aggregate: dict | None, epochs: Sequence[int] = (),
         detail += (f" A single further run is expected between {band['low']:.2%} and "
                    f"{band['high']:.2%}; the paper's one run lies {single} that range.")
     if len(sweep_runs) > 1:
-        inside = [r["run"] + (" (approximation)" if r.get("approximate") else "")
+        inside = [labelled(r["run"], r.get("caveat"))
                   for r in sweep_runs if r["verdict"] == "inside"]
         detail += (f" Across the ablation the paper's value lies inside the interval of "
                    f"{len(inside)} of {len(sweep_runs)} settings"

@@ -122,8 +122,8 @@ def plot_accuracy_distribution(seeds: Sequence[dict], summary: dict,
     the band where one further run should fall, and the paper's accuracy as a red line.
 
     ``seeds``: dicts with ``seed``, ``accuracy`` and optional ``ci_low``/``ci_high``;
-    ``summary``: the ``aggregate.json`` of :mod:`lfwcnn.aggregate`. Accuracies live in
-    [0, 100] %; an interval reaching beyond (few seeds) is drawn up to the edge, with an arrow.
+    ``summary``: the ``aggregate.json`` of :mod:`lfwcnn.aggregate`, whose intervals are
+    already clipped to [0, 1].
     """
     if not seeds:
         raise LfwcnnError("no per-seed accuracies to draw")
@@ -134,16 +134,11 @@ def plot_accuracy_distribution(seeds: Sequence[dict], summary: dict,
     level = f"{summary.get('confidence', 0.95):.0%}"
 
     def span(low, high, y, **style):
-        """An interval clipped to [0, 100] %, with an arrow head where it was clipped."""
-        lo, hi = max(0.0, 100 * low), min(100.0, 100 * high)
-        ax.plot([lo, hi], [y, y], **style)
-        for edge, clipped, marker in ((lo, low < 0, "<"), (hi, high > 1, ">")):
-            if clipped:
-                ax.plot(edge, y, marker, color=style.get("color"), ms=7)
+        ax.plot([100 * low, 100 * high], [y, y], **style)
 
     single = summary.get("prediction_interval")
     if single:
-        ax.axvspan(max(0.0, 100 * single["low"]), min(100.0, 100 * single["high"]), color="0.9",
+        ax.axvspan(100 * single["low"], 100 * single["high"], color="0.9",
                    zorder=0, label=f"{level} range of one further run")
     points = [100 * summary["paper_accuracy"], 100 * summary["mean"]]
     for y, row in enumerate(seeds, start=1):

@@ -1,13 +1,13 @@
 """Compare the runs of a sweep: one row per run, and their accuracy distributions in one plot.
 
-Reads each run's ``results/eval/{run}/aggregate.json`` (mean, sd and interval over seeds, and
-the verdict on the paper's accuracy) and ``data/raw/{source}/source.json`` (which LFW it was
-measured on, and whether only an approximation of it), and writes
+Reads each run's ``results/eval/{run}/aggregate.json`` (mean, sd and interval over seeds, the
+verdict on the paper's accuracy, and which LFW it was measured on, with its caveat when only
+an approximation or an unverified archive), and writes
 ``results/sweep/summary.csv``, ``summary.json`` (with the ablation reading of
 :mod:`lfwcnn.ablation`: grid, effect of each axis, conclusion) and ``accuracy.png``::
 
     python -m lfwcnn.sweep_summary --plan-json '[{"run": ..., "settings": {...}}, ...]' \\
-        --aggregates results/eval/*/aggregate.json --sources data/raw/*/source.json \\
+        --aggregates results/eval/*/aggregate.json \\
         --out-csv results/sweep/summary.csv --out-json results/sweep/summary.json \\
         --out-png results/sweep/accuracy.png
 """
@@ -25,7 +25,7 @@ import pandas as pd
 
 from lfwcnn.ablation import analyse
 from lfwcnn.atomic import write_text
-from lfwcnn.claims import provenance
+from lfwcnn.claims import labelled
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
 
@@ -35,27 +35,25 @@ COLUMNS = ("seeds", "mean", "std", "ci_low", "ci_high", "confidence", "paper_acc
            "verdict", "pi_low", "pi_high", "verdict_single_run", "difference_points")
 
 
-def summarize_runs(plan: Sequence[dict], aggregates: Sequence[dict],
-                   sources: Sequence[dict | None]) -> dict:
+def summarize_runs(plan: Sequence[dict], aggregates: Sequence[dict]) -> dict:
     """One record per run: its settings, data provenance and across-seed numbers."""
-    if not len(plan) == len(aggregates) == len(sources):
-        raise LfwcnnError(f"{len(plan)} runs but {len(aggregates)} aggregates and "
-                          f"{len(sources)} source records")
+    if len(plan) != len(aggregates):
+        raise LfwcnnError(f"{len(plan)} runs but {len(aggregates)} aggregates")
     axes = list(dict.fromkeys(axis for entry in plan for axis in entry.get("settings", {})))
     runs = []
-    for entry, summary, record in zip(plan, aggregates, sources, strict=True):
-        origin = provenance(record, None)
+    for entry, summary in zip(plan, aggregates, strict=True):
+        data = summary.get("data") or {}
         interval = summary.get("interval") or {}
         single = summary.get("prediction_interval") or {}
         runs.append({
             "run": entry["run"],
             "settings": entry.get("settings", {}),
             "dataset": entry.get("dataset"),
-            "variant": (record or {}).get("variant") or entry.get("variant"),
-            "source": (record or {}).get("origin") or (record or {}).get("source")
-            or entry.get("source") or "published archive",
-            "source_kind": (record or {}).get("kind"),
-            "approximate": origin["approximate"],
+            "variant": data.get("variant") or entry.get("variant"),
+            "source": data.get("source") or entry.get("source") or "published archive",
+            "source_kind": data.get("kind"),
+            "approximate": bool(data.get("approximate")),
+            "caveat": data.get("caveat"),
             "seeds": summary["seeds"],
             "mean": summary["mean"],
             "std": summary.get("std"),
@@ -80,7 +78,8 @@ def summary_table(summary: dict) -> pd.DataFrame:
     for entry in summary["runs"]:
         row = {"run": entry["run"]}
         row.update({axis: entry["settings"].get(axis) for axis in summary["axes"]})
-        row.update({key: entry[key] for key in ("dataset", "variant", "source", "approximate")})
+        row.update({key: entry[key]
+                    for key in ("dataset", "variant", "source", "approximate", "caveat")})
         row.update({key: entry[key] for key in COLUMNS})
         row["seed_list"] = " ".join(str(seed) for seed in entry["seed_list"])
         rows.append(row)
@@ -96,9 +95,8 @@ def plot_runs(summary: dict, path: str | os.PathLike) -> None:
     for y, entry in enumerate(reversed(runs)):
         values = [100 * a for a in entry["accuracies"]]
         ax.plot(values, [y] * len(values), "o", color=TRAIN_COLOUR, alpha=0.8, ms=6, zorder=3)
-        if entry["ci_low"] is not None:  # clipped: few seeds can give an interval past 0-100 %
-            low, high = max(0.0, entry["ci_low"]), min(1.0, entry["ci_high"])
-            ax.plot([100 * low, 100 * high], [y, y], color="black", lw=3)
+        if entry["ci_low"] is not None:
+            ax.plot([100 * entry["ci_low"], 100 * entry["ci_high"]], [y, y], color="black", lw=3)
         ax.plot(100 * entry["mean"], y, "D", color="black", ms=7)
     paper = next((e["paper_accuracy"] for e in runs if e["paper_accuracy"] is not None), None)
     if paper is not None:
@@ -110,20 +108,17 @@ def plot_runs(summary: dict, path: str | os.PathLike) -> None:
              if v is not None]
     ax.set_xlim(max(0.0, 100 * min(shown) - 3), min(100.0, 100 * max(shown) + 3))
     ax.set_yticks(range(len(runs)))
-    ax.set_yticklabels([e["run"] + (" (approximation)" if e["approximate"] else "")
-                        for e in reversed(runs)])
+    ax.set_yticklabels([labelled(e["run"], e["caveat"]) for e in reversed(runs)])
     ax.set_ylim(-0.7, len(runs) - 0.2)
     ax.set_xlabel("test accuracy (%)")
     ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Test accuracy per run: seeds (dots), mean (diamond) and its interval "
-                 "(bar, clipped to 0-100 %)", fontsize=10)
+    fig.suptitle("Test accuracy per run: seeds (dots), mean (diamond) and its interval (bar)",
+                 fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
 
 
-def _read_json(path: str | None) -> dict | None:
-    if path is None:
-        return None
+def _read_json(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -137,8 +132,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="JSON list of runs: run, settings, dataset, variant, source")
     parser.add_argument("--aggregates", nargs="+", required=True,
                         help="aggregate.json per run, in the plan's order")
-    parser.add_argument("--sources", nargs="*", default=None,
-                        help="source.json per run, in the plan's order")
     parser.add_argument("--out-csv", required=True)
     parser.add_argument("--out-json", required=True)
     parser.add_argument("--out-png", required=True)
@@ -147,9 +140,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         plan = json.loads(args.plan_json)
     except ValueError as err:
         raise LfwcnnError(f"--plan-json is not JSON ({err})") from None
-    sources = args.sources or [None] * len(args.aggregates)
-    summary = summarize_runs(plan, [_read_json(p) for p in args.aggregates],
-                             [_read_json(p) for p in sources])
+    summary = summarize_runs(plan, [_read_json(p) for p in args.aggregates])
     summary["ablation"] = analyse(summary)
     buffer = io.StringIO()
     summary_table(summary).to_csv(buffer, index=False)

@@ -162,6 +162,11 @@ def run_dataset_file(wildcards):
     return f"data/prepared/{RUNS[wildcards.run].dataset}/dataset.npz"
 
 
+def run_source_record(wildcards):
+    """The source.json of the images a run was trained and tested on."""
+    return f"data/raw/{RUNS[wildcards.run].source}/source.json"
+
+
 def run_split_seed(wildcards):
     return plan_split_seed(run_config(wildcards)["split"], wildcards.seed)
 

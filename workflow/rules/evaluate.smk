@@ -55,7 +55,8 @@ rule evaluate_model:
 
 rule aggregate_seeds:
     input:
-        expand("results/eval/{{run}}/seed{seed}/metrics.json", seed=config["seeds"]),
+        metrics=expand("results/eval/{{run}}/seed{seed}/metrics.json", seed=config["seeds"]),
+        source=run_source_record,
     output:
         summary=report(
             "results/eval/{run}/aggregate.json",
@@ -77,6 +78,7 @@ rule aggregate_seeds:
     log:
         "logs/eval/{run}/aggregate.log",
     shell:
-        "python -m lfwcnn.aggregate --metrics {input:q} --paper-accuracy {params.paper}"
+        "python -m lfwcnn.aggregate --metrics {input.metrics:q} --source {input.source:q}"
+        " --paper-accuracy {params.paper}"
         " --confidence {params.confidence} --out-json {output.summary:q}"
         " --out-csv {output.by_seed:q} > {log:q} 2>&1"

@@ -120,7 +120,6 @@ rule draw_training:
 rule summarize_sweep:
     input:
         aggregates=[f"results/eval/{name}/aggregate.json" for name in RUNS],
-        sources=[f"data/raw/{run.source}/source.json" for run in RUNS.values()],
     output:
         table=report(
             SWEEP_FILES["summary_csv"],
@@ -143,7 +142,7 @@ rule summarize_sweep:
         "logs/report/sweep.log",
     shell:
         "python -m lfwcnn.sweep_summary --plan-json {params.plan:q}"
-        " --aggregates {input.aggregates:q} --sources {input.sources:q}"
+        " --aggregates {input.aggregates:q}"
         " --out-csv {output.table:q} --out-json {output.json:q} --out-png {output.figure:q}"
         " > {log:q} 2>&1"
 
