@@ -46,16 +46,13 @@ def grid(summary: dict) -> dict | None:
     rows_axis, cols_axis = axes
     rows, cols = _values(summary["runs"], rows_axis), _values(summary["runs"], cols_axis)
     cells = {(r["settings"][rows_axis], r["settings"][cols_axis]): r for r in summary["runs"]}
-    return {
-        "row_axis": rows_axis,
-        "col_axis": cols_axis,
-        "cols": cols,
-        "rows": [{"value": row,
-                  "caveat": next((cells[(row, col)]["caveat"] for col in cols
-                                  if (row, col) in cells and cells[(row, col)]["caveat"]), None),
-                  "cells": [cells.get((row, col)) for col in cols]}
-                 for row in rows],
-    }
+    layout = []
+    for row in rows:
+        row_cells = [cells.get((row, col)) for col in cols]
+        caveats = [c["caveat"] for c in row_cells if c and c["caveat"]]
+        layout.append({"value": row, "caveat": caveats[0] if caveats else None,
+                       "cells": row_cells})
+    return {"row_axis": rows_axis, "col_axis": cols_axis, "cols": cols, "rows": layout}
 
 
 def _paired_differences(run: dict, reference: dict) -> list[float]:
