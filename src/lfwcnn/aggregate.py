@@ -205,11 +205,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out-json", required=True, help="aggregate.json to write")
     parser.add_argument("--out-csv", required=True, help="accuracy_by_seed.csv to write")
     args = parser.parse_args(argv)
-    records = read_metrics(args.metrics)
-    origin = None if args.source is None else data_origin(read_source(args.source))
-    summary, table = aggregate(records, args.paper_accuracy, args.confidence)
-    if origin is not None:
-        summary["data"] = origin
+    summary, table = aggregate(read_metrics(args.metrics), args.paper_accuracy, args.confidence)
+    if args.source is not None:
+        summary["data"] = data_origin(read_source(args.source))
     buffer = io.StringIO()
     table.to_csv(buffer, index=False)
     write_text(args.out_csv, buffer.getvalue())

@@ -1,9 +1,10 @@
-"""The paper's claims C1-C6 and the verdict on each, computed from what a run measured.
+"""The paper's claims C1-C6 and the verdict on each, computed from what a run measured, and
+the provenance of the data (which LFW, and its caveat) that every table labels.
 
-Pure functions of the numbers the report gathers (no files are read here): each
-``verdict_cN`` returns a :class:`Verdict` (the paper's value, ours, a status and the checks
-behind it), so the rules that decide "holds" / "partly" / "fails" are tested on their own and
-the report (:mod:`lfwcnn.report`) only assembles and renders.
+Functions of the numbers the report gathers (no file is read here; C6 only checks that its
+figures exist): each ``verdict_cN`` returns a :class:`Verdict` (the paper's value, ours, a
+status and the checks behind it), so the rules that decide "holds" / "partly" / "fails" are
+tested on their own and the report (:mod:`lfwcnn.report`) only assembles and renders.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ def provenance(source: dict | None, summary: dict | None) -> dict:
         flags.append(f"the archive is not the published {record.get('variant')} archive "
                      "(its md5 differs)")
     caveat = "approximation" if approximate else "unverified archive" if unverified else None
-    return {"record": record, "approximate": approximate, "unverified": unverified,
-            "caveat": caveat, "flags": flags, "note": record.get("note")}
+    return {"record": record, "approximate": approximate, "caveat": caveat, "flags": flags,
+            "note": record.get("note")}
 
 
 def data_origin(source: dict | None) -> dict:
