@@ -7,6 +7,7 @@ its checksum matches, so a file at the destination is always a complete, verifie
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import hashlib
 import logging
@@ -15,7 +16,8 @@ import re
 import tarfile
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -25,6 +27,7 @@ from tqdm import tqdm
 from lfwcnn.atomic import atomic_dir, atomic_path
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.sources import HEAD_BYTES, archive_format
 
 log = logging.getLogger(__name__)
 
@@ -264,29 +267,55 @@ def verify_checksum(
         raise LfwcnnError(f"checksum mismatch for {path}: {mismatch}")
 
 
-def extract_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
+@dataclass(frozen=True)
+class ExtractLimits:
+    """Caps on what one archive may unpack to, so that a size bomb stops early.
+
+    The defaults are far above the published LFW archives (lfw.tgz: about 19,000 members,
+    under 200 MB unpacked, no image above 1 MB). ``data.extract`` in the config sets them.
+    """
+
+    max_total_bytes: int = 4 << 30
+    max_members: int = 100_000
+    max_member_bytes: int = 64 << 20
+
+    def check(self) -> None:
+        """Refuse caps that are not positive integers, naming the one at fault."""
+        for name in ("max_total_bytes", "max_members", "max_member_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise LfwcnnError(f"data.extract.{name} must be an integer >= 1, got {value!r}")
+
+
+DEFAULT_LIMITS = ExtractLimits()
+
+
+def extract_archive(
+    archive: str | os.PathLike,
+    dest_dir: str | os.PathLike,
+    limits: ExtractLimits = DEFAULT_LIMITS,
+) -> Path:
     """Unpack a .tgz/.tar into ``dest_dir``; return the folder that holds the person folders.
 
-    Every member is checked before anything is written (no absolute paths, no ``..``, no links
-    leading out), and the tree is filled in a temporary sibling, so a refused or corrupt
-    archive leaves nothing behind. LFW archives wrap everything in one top folder (``lfw/``,
-    ``lfw_funneled/``, ...): when there is exactly one, that inner folder is returned.
+    LFW archives hold only folders and regular files, so that is all this accepts: a first
+    pass checks every member (type, path, count, declared size) before anything is written;
+    a second pass writes the files itself, each created relative to its parent folder
+    without following links, counting the bytes that really come out of the decompressed
+    stream. The guarantee thus does not rest on tarfile's extraction filter (bypassable on
+    Python 3.11 before 3.11.13 and 3.12 before 3.12.11). The tree is filled in a temporary
+    sibling, so a refused or corrupt archive leaves nothing behind. LFW archives wrap
+    everything in one top folder (``lfw/``, ``lfw_funneled/``, ...): when there is exactly
+    one, that inner folder is returned.
     """
     archive, dest_dir = Path(archive), Path(dest_dir)
+    limits.check()
     if not archive.is_file():
         raise LfwcnnError(f"archive {archive} does not exist")
     _clear_empty_target(dest_dir)
     with atomic_dir(dest_dir) as tmp:
         try:
-            with tarfile.open(archive, "r:*") as tar:
-                members = tar.getmembers()
-                if not members:
-                    raise LfwcnnError(f"archive {archive} is empty")
-                for member in members:
-                    _check_member(archive, member)
-                tar.extractall(tmp, members=members, filter="data")
-        except tarfile.FilterError as err:
-            raise LfwcnnError(f"archive {archive} has an unsafe member: {err}") from err
+            _scan_archive(archive, limits)
+            _unpack_members(archive, tmp, limits)
         except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as err:
             raise LfwcnnError(
                 f"cannot extract {archive}: not a readable tar archive ({err})"
@@ -305,33 +334,241 @@ def _clear_empty_target(dest_dir: Path) -> None:
         raise LfwcnnError(f"extraction target {dest_dir} already exists; remove it first")
 
 
-def _check_member(archive: Path, member: tarfile.TarInfo) -> None:
-    """Refuse a member that would land, or link, outside the extraction folder."""
-    name = member.name
-    if name.startswith(("/", "\\")) or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name):
-        raise LfwcnnError(f"archive {archive} has a member with an absolute path: {name}")
-    if _escapes(name):
-        raise LfwcnnError(f"archive {archive} has a member outside its folder: {name}")
-    if member.issym():
-        target = member.linkname
-        if os.path.isabs(target) or _escapes(os.path.join(os.path.dirname(name), target)):
+class _CappedStream:
+    """The archive's decompressed tar stream, counted as tarfile reads it.
+
+    What the gzip stream really yields is what counts, not what headers claim: reading stops
+    once it passes the caps' total plus room for headers, and a single read above
+    ``max_member_bytes`` (tarfile reads a pax or GNU long-name header's data in one piece)
+    is refused before it is made. Seeks go forward only (reading and discarding), which is
+    all a sequential pass needs.
+    """
+
+    def __init__(self, archive: Path, limits: ExtractLimits) -> None:
+        self.archive = archive
+        self.limits = limits
+        # room for headers and padding: a few blocks per member on top of the members' bytes
+        self.budget = limits.max_total_bytes + limits.max_members * 4 * tarfile.BLOCKSIZE
+        self.position = 0
+        self._file = open(archive, "rb")  # noqa: SIM115 - closed by __exit__
+        compressed = archive_format(self._file.read(HEAD_BYTES)) == "gzip"
+        self._file.seek(0)
+        self._raw = gzip.GzipFile(fileobj=self._file, mode="rb") if compressed else self._file
+
+    def __enter__(self) -> _CappedStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._raw.close()
+        self._file.close()
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0 or size > self.limits.max_member_bytes + tarfile.BLOCKSIZE:
             raise LfwcnnError(
-                f"archive {archive} has a link pointing outside its folder: {name} -> {target}"
+                f"archive {self.archive}: a header at byte {self.position} of its unpacked "
+                f"stream declares more than {self.limits.max_member_bytes} bytes "
+                "(data.extract.max_member_bytes)"
             )
-    elif member.islnk():
-        if os.path.isabs(member.linkname) or _escapes(member.linkname):
+        data = self._raw.read(size)
+        self.position += len(data)
+        if self.position > self.budget:
             raise LfwcnnError(
-                f"archive {archive} has a link pointing outside its folder: "
-                f"{name} -> {member.linkname}"
+                f"archive {self.archive} unpacks to more than {self.budget} bytes with its "
+                f"headers (data.extract.max_total_bytes is {self.limits.max_total_bytes})"
             )
-    elif not (member.isfile() or member.isdir()):
+        return data
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        target = offset if whence == os.SEEK_SET else self.position + offset
+        if whence not in (os.SEEK_SET, os.SEEK_CUR) or target < self.position:
+            raise tarfile.ReadError(f"cannot seek back to byte {target} of a compressed stream")
+        while self.position < target and self.read(min(CHUNK_SIZE, target - self.position)):
+            pass
+        return self.position
+
+
+@contextlib.contextmanager
+def _open_tar(archive: Path, limits: ExtractLimits) -> Iterator[tarfile.TarFile]:
+    """The archive as a sequential tar reader over its capped, decompressed stream."""
+    with _CappedStream(archive, limits) as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
+        yield tar
+
+
+def _each_member(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members in order, read lazily, so that nothing piles up before the caps apply."""
+    while (member := tar.next()) is not None:
+        tar.members.clear()  # tarfile keeps every header; a pass needs only the current one
+        yield member
+
+
+def _scan_archive(archive: Path, limits: ExtractLimits) -> None:
+    """First pass: refuse the archive for any member, before a single byte is written."""
+    count, declared = 0, 0
+    kinds: dict[tuple[str, ...], str] = {}
+    with _open_tar(archive, limits) as tar:
+        for member in _each_member(tar):
+            count += 1
+            parts = _check_member(archive, member)
+            _check_caps(archive, member, count=count, total=declared + member.size, limits=limits)
+            declared += member.size
+            _check_layout(archive, member, parts, kinds)
+    if count == 0:
+        raise LfwcnnError(f"archive {archive} is empty")
+
+
+def _unpack_members(archive: Path, root: Path, limits: ExtractLimits) -> None:
+    """Second pass: write folders and files under ``root``, counting what really comes out.
+
+    Every per-member check of the first pass runs again: the writer never relies on it alone.
+    """
+    count, written = 0, 0
+    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        with _open_tar(archive, limits) as tar:
+            for member in _each_member(tar):
+                count += 1
+                parts = _check_member(archive, member)
+                _check_caps(
+                    archive, member, count=count, total=written + member.size, limits=limits
+                )
+                if member.isdir():
+                    os.close(_open_folder(root_fd, parts))
+                else:
+                    written += _write_file(archive, tar, member, root_fd, parts, written, limits)
+    finally:
+        os.close(root_fd)
+
+
+def _check_member(archive: Path, member: tarfile.TarInfo) -> tuple[str, ...]:
+    """Refuse anything but a folder or regular file at a relative path; return its parts.
+
+    Links of either kind, devices, FIFOs and sparse files are refused whatever they point at:
+    LFW archives hold none, and refusing them outright needs no reasoning about where a chain
+    of links would resolve.
+    """
+    name = _shown(member.name)
+    if member.issym() or member.islnk():
+        kind = "symbolic" if member.issym() else "hard"
+        raise LfwcnnError(
+            f"archive {archive} has a {kind} link, which LFW archives never hold: "
+            f"{name} -> {_shown(member.linkname)}"
+        )
+    if not (member.isdir() or (member.isreg() and not member.issparse())):
         raise LfwcnnError(f"archive {archive} has a member that is not a file or folder: {name}")
+    return _member_parts(archive, member.name)
 
 
-def _escapes(relative: str) -> bool:
-    """Whether a relative archive path climbs above the archive root once normalised."""
-    normalised = os.path.normpath(relative.replace("\\", "/"))
-    return normalised == ".." or normalised.startswith("../")
+def _member_parts(archive: Path, name: str) -> tuple[str, ...]:
+    """The path components of a member name, refusing absolute paths and ``..`` anywhere."""
+    shown = _shown(name)
+    if name.startswith(("/", "\\")) or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name):
+        raise LfwcnnError(f"archive {archive} has a member with an absolute path: {shown}")
+    if ".." in re.split(r"[/\\]", name):
+        raise LfwcnnError(f"archive {archive} has a member outside its folder: {shown}")
+    if "\0" in name:
+        raise LfwcnnError(f"archive {archive} has a member name with a NUL byte: {shown}")
+    return tuple(part for part in name.split("/") if part not in ("", "."))
+
+
+def _check_caps(
+    archive: Path, member: tarfile.TarInfo, *, count: int, total: int, limits: ExtractLimits
+) -> None:
+    """Refuse a member past the member count, or whose declared size passes a byte cap."""
+    if count > limits.max_members:
+        raise LfwcnnError(
+            f"archive {archive} has more than {limits.max_members} members "
+            f"(data.extract.max_members), refused at {_shown(member.name)}"
+        )
+    if member.size > limits.max_member_bytes:
+        raise _over_member_cap(archive, member, limits)
+    if total > limits.max_total_bytes:
+        raise _over_total_cap(archive, member, limits)
+
+
+def _over_member_cap(archive: Path, member: tarfile.TarInfo, limits: ExtractLimits) -> LfwcnnError:
+    return LfwcnnError(
+        f"archive {archive}: member {_shown(member.name)} holds more than "
+        f"{limits.max_member_bytes} bytes (data.extract.max_member_bytes)"
+    )
+
+
+def _over_total_cap(archive: Path, member: tarfile.TarInfo, limits: ExtractLimits) -> LfwcnnError:
+    return LfwcnnError(
+        f"archive {archive} unpacks to more than {limits.max_total_bytes} bytes "
+        f"(data.extract.max_total_bytes), refused at {_shown(member.name)}"
+    )
+
+
+def _check_layout(
+    archive: Path, member: tarfile.TarInfo, parts: tuple[str, ...], kinds: dict
+) -> None:
+    """Refuse a file that appears twice, or a path that is both a file and a folder.
+
+    ``kinds`` maps every path seen so far (members and their parent folders) to ``"file"``
+    or ``"folder"``.
+    """
+    for depth in range(1, len(parts)):
+        if kinds.setdefault(parts[:depth], "folder") == "file":
+            raise LfwcnnError(
+                f"archive {archive} has a member inside a file: {_shown(member.name)}"
+            )
+    if not parts:
+        return  # the archive's own root folder ("./")
+    kind = "folder" if member.isdir() else "file"
+    previous = kinds.get(parts)
+    kinds[parts] = kind
+    if previous == "file" or (previous is not None and kind == "file"):
+        raise LfwcnnError(f"archive {archive} has a member twice: {_shown(member.name)}")
+
+
+def _open_folder(root_fd: int, parts: Sequence[str]) -> int:
+    """Open (creating as needed) the folder ``parts`` below ``root_fd``, never through a link."""
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(part, 0o777, dir_fd=fd)
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _write_file(
+    archive: Path,
+    tar: tarfile.TarFile,
+    member: tarfile.TarInfo,
+    root_fd: int,
+    parts: tuple[str, ...],
+    written: int,
+    limits: ExtractLimits,
+) -> int:
+    """Write one regular file as a new file (never through a link); return its byte count."""
+    if not parts:
+        raise LfwcnnError(f"archive {archive} has a file without a name: {_shown(member.name)}")
+    parent = _open_folder(root_fd, parts[:-1])
+    try:
+        fd = os.open(
+            parts[-1], os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=parent
+        )
+    finally:
+        os.close(parent)
+    size = 0
+    with os.fdopen(fd, "wb") as out, tar.extractfile(member) as data:
+        while chunk := data.read(CHUNK_SIZE):
+            size += len(chunk)
+            if size > limits.max_member_bytes:
+                raise _over_member_cap(archive, member, limits)
+            if written + size > limits.max_total_bytes:
+                raise _over_total_cap(archive, member, limits)
+            out.write(chunk)
+    return size
 
 
 def _single_top_folder(dest_dir: Path) -> Path:
@@ -340,6 +577,11 @@ def _single_top_folder(dest_dir: Path) -> Path:
     if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
         return entries[0]
     return dest_dir
+
+
+def _shown(name: str) -> str:
+    """A member name as one printable line (quoted when it holds control characters)."""
+    return name if name.isprintable() else repr(name)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -48,6 +48,12 @@ VARIANTS: tuple[str, ...] = ("original", "funneled", "deepfunneled")
 
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tgz", ".tar.gz", ".tar")
 
+# What those suffixes hold, told by the first bytes: a gzip stream, or a tar whose first
+# header says "ustar" (POSIX and GNU tar both do). HEAD_BYTES is enough to tell either.
+GZIP_MAGIC = b"\x1f\x8b"
+TAR_MAGIC, TAR_MAGIC_OFFSET = b"ustar", 257
+HEAD_BYTES = TAR_MAGIC_OFFSET + len(TAR_MAGIC)
+
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
@@ -59,6 +65,19 @@ def archive_for(variant: str) -> Archive:
         raise LfwcnnError(
             f"unknown LFW variant {variant!r}: expected one of {', '.join(VARIANTS)}"
         ) from None
+
+
+def archive_format(head: bytes) -> str | None:
+    """``"gzip"`` or ``"tar"`` from a file's first bytes (``HEAD_BYTES`` of them), else ``None``.
+
+    A server answering with an HTML login page, or a file that is not an archive, is told
+    apart here from its first bytes, before it is kept or unpacked.
+    """
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head[TAR_MAGIC_OFFSET:HEAD_BYTES] == TAR_MAGIC:
+        return "tar"
+    return None
 
 
 def classify_source(source: str) -> str:
