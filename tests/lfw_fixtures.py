@@ -115,7 +115,8 @@ class Route:
     ``fail_times`` answers ``fail_status`` that many times first; ``drop_times`` sends the
     headers and half the body, then closes (``None`` = every time); ``stall_times`` waits
     ``stall_s`` before answering, to trip client timeouts. All counts run over every hit, in
-    the order stall, fail, drop.
+    the order stall, fail, drop. ``trickle_s`` sends a successful body one byte at a time,
+    that many seconds apart (a server that never quite stops); ``content_type`` labels it.
     """
 
     body: bytes = b""
@@ -125,6 +126,8 @@ class Route:
     drop_times: int | None = 0
     stall_times: int = 0
     stall_s: float = 0.0
+    trickle_s: float = 0.0
+    content_type: str = "application/octet-stream"
     hits: int = 0
 
 
@@ -203,16 +206,32 @@ def _make_handler(server: ScriptedServer) -> type[http.server.BaseHTTPRequestHan
             elif action == "drop":
                 self._answer(route.status, route.body[: len(route.body) // 2], len(route.body))
                 self.close_connection = True
+            elif route.trickle_s:
+                self._trickle(route)
             else:
-                self._answer(route.status, route.body)
+                self._answer(route.status, route.body, content_type=route.content_type)
 
-        def _answer(self, status: int, body: bytes, length: int | None = None) -> None:
+        def _answer(
+            self,
+            status: int,
+            body: bytes,
+            length: int | None = None,
+            content_type: str = "application/octet-stream",
+        ) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body) if length is None else length))
             self.end_headers()
             self.wfile.write(body)
             self.wfile.flush()
+
+        def _trickle(self, route: Route) -> None:
+            """Headers at once, then one byte every ``trickle_s`` until the client gives up."""
+            self._answer(route.status, b"", len(route.body), content_type=route.content_type)
+            for index in range(len(route.body)):
+                time.sleep(route.trickle_s)
+                self.wfile.write(route.body[index : index + 1])
+                self.wfile.flush()
 
         def log_message(self, format: str, *args) -> None:
             pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -153,12 +154,13 @@ def test_refused_connection_is_retried_then_reported(tmp_path):
 
 
 def test_timeout_is_retried(http_server, tmp_path):
-    url = http_server.route("/slow.tgz", b"payload", stall_times=1, stall_s=1.5)
+    payload = gzip.compress(b"payload")
+    url = http_server.route("/slow.tgz", payload, stall_times=1, stall_s=1.5)
     dest = tmp_path / "slow.tgz"
 
-    download(url, dest, timeout=0.3, md5=hashlib.md5(b"payload").hexdigest(), **FAST)
+    download(url, dest, timeout=0.3, md5=hashlib.md5(payload).hexdigest(), **FAST)
 
-    assert dest.read_bytes() == b"payload"
+    assert dest.read_bytes() == payload
     assert http_server.hits("/slow.tgz") == 2
 
 
@@ -195,6 +197,7 @@ def test_existing_mismatching_file_is_left_alone(http_server, lfw_archive, tmp_p
         ({"md5": "z" * 32}, "md5 must be 32 hex digits"),
         ({"retries": -1}, "retries must be >= 0, got -1"),
         ({"timeout": 0}, "timeout must be > 0 seconds, got 0"),
+        ({"deadline": -5}, "deadline must be > 0 seconds, got -5"),
         ({"backoff": -1}, "backoff must be >= 0 seconds, got -1"),
     ],
 )
@@ -208,7 +211,7 @@ def test_bad_arguments_fail_before_the_network(http_server, tmp_path, kwargs, fr
 
 
 def test_progress_bar_can_be_turned_off(http_server, tmp_path, capsys):
-    url = http_server.route("/lfw.tgz", b"x" * 5000)
+    url = http_server.route("/lfw.tgz", b"\x1f\x8b" + b"x" * 5000)  # gzip magic, then filler
 
     download(url, tmp_path / "on.tgz", backoff=0.0, progress=True)
     shown = capsys.readouterr().err

@@ -48,6 +48,7 @@ def download(
     md5: str | None = None,
     retries: int = 3,
     timeout: float = 60.0,
+    deadline: float = 3600.0,
     backoff: float = 1.0,
     progress: bool = True,
 ) -> Path:
@@ -56,10 +57,19 @@ def download(
     ``retries`` is the number of attempts after the first (so ``retries + 1`` in all), spaced
     ``backoff``, ``2 * backoff``, ... seconds apart. Only connection errors, timeouts, cut-off
     bodies and HTTP 5xx/429 are retried: a 4xx will not get better by asking again.
+    ``timeout`` bounds each wait for data; ``deadline`` bounds all attempts together, so a
+    server trickling a byte now and then cannot keep a download going forever. A body whose
+    first bytes are not a gzip or tar archive (an HTML login page) fails at once.
     """
     dest = Path(dest)
     _check_download_args(
-        url, sha256=sha256, md5=md5, retries=retries, timeout=timeout, backoff=backoff
+        url,
+        sha256=sha256,
+        md5=md5,
+        retries=retries,
+        timeout=timeout,
+        deadline=deadline,
+        backoff=backoff,
     )
     if dest.exists() or dest.is_symlink():
         return _reuse_existing(url, dest, sha256=sha256, md5=md5)
@@ -70,6 +80,7 @@ def download(
             tmp,
             attempts=retries + 1,
             timeout=timeout,
+            deadline=_Deadline(url, deadline),
             backoff=backoff,
             label=dest.name if progress else None,
         )
@@ -83,7 +94,14 @@ def download(
 
 
 def _check_download_args(
-    url: str, *, sha256: str | None, md5: str | None, retries: int, timeout: float, backoff: float
+    url: str,
+    *,
+    sha256: str | None,
+    md5: str | None,
+    retries: int,
+    timeout: float,
+    deadline: float,
+    backoff: float,
 ) -> None:
     """Reject bad arguments before touching the network, naming the value at fault."""
     if not re.match(r"^https?://", url, flags=re.IGNORECASE):
@@ -94,6 +112,8 @@ def _check_download_args(
         raise LfwcnnError(f"backoff must be >= 0 seconds, got {backoff}")
     if not timeout > 0:
         raise LfwcnnError(f"timeout must be > 0 seconds, got {timeout}")
+    if not deadline > 0:
+        raise LfwcnnError(f"deadline must be > 0 seconds, got {deadline}")
     for name, digest in (("sha256", sha256), ("md5", md5)):
         if digest is not None and not re.fullmatch(f"[0-9a-fA-F]{{{_HEX_LENGTHS[name]}}}", digest):
             raise LfwcnnError(f"{name} must be {_HEX_LENGTHS[name]} hex digits, got {digest!r}")
@@ -116,14 +136,41 @@ def _reuse_existing(url: str, dest: Path, *, sha256: str | None, md5: str | None
     return dest
 
 
+class _Deadline:
+    """The moment all attempts at one download must have finished by, and its one-line error."""
+
+    def __init__(self, url: str, seconds: float) -> None:
+        self.url, self.seconds = url, seconds
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def check(self, received: int) -> None:
+        """Stop the download once the deadline has passed, saying how far it got."""
+        if self.left() <= 0:
+            raise LfwcnnError(
+                f"download of {self.url} did not finish within its deadline of "
+                f"{self.seconds:g} s (data.download.deadline_s); {received} bytes received"
+            )
+
+
 def _fetch_with_retries(
-    url: str, target: Path, *, attempts: int, timeout: float, backoff: float, label: str | None
+    url: str,
+    target: Path,
+    *,
+    attempts: int,
+    timeout: float,
+    deadline: _Deadline,
+    backoff: float,
+    label: str | None,
 ) -> None:
     """Run up to ``attempts`` fetches with exponential backoff; one error line if all fail."""
     reason = ""
     for attempt in range(1, attempts + 1):
+        deadline.check(received=0)
         try:
-            _fetch_once(url, target, timeout=timeout, label=label)
+            _fetch_once(url, target, timeout=timeout, deadline=deadline, label=label)
             return
         except _TransientError as err:
             reason = str(err)
@@ -137,30 +184,44 @@ def _fetch_with_retries(
                 reason,
                 delay,
             )
-            time.sleep(delay)
+            time.sleep(max(0.0, min(delay, deadline.left())))
     raise LfwcnnError(f"download of {url} failed after {attempts} attempts: {reason}")
 
 
-def _fetch_once(url: str, target: Path, *, timeout: float, label: str | None) -> None:
+def _fetch_once(
+    url: str, target: Path, *, timeout: float, deadline: _Deadline, label: str | None
+) -> None:
     """Stream ``url`` into ``target`` (truncating it); raise ``_TransientError`` if retryable.
 
     ``label`` names the progress bar; ``None`` hides it.
 
     The raw bytes are read undecoded: a server that labels a .tgz ``Content-Encoding: gzip``
     must not get it silently unzipped, and the byte count must match ``Content-Length``.
+    Each read returns what has arrived (``read1``), so the deadline is checked between the
+    bytes of a trickle, and no single wait outlasts the deadline or ``timeout``.
     """
     received, total = 0, None
+    wait = min(timeout, max(deadline.left(), 0.001))
     try:
-        with requests.get(url, stream=True, timeout=timeout) as response:
+        with requests.get(url, stream=True, timeout=wait) as response:
             _check_status(url, response)
             total = _content_length(response)
+            head = b""
             with open(target, "wb") as out, _progress_bar(total, label) as bar:
-                for chunk in response.raw.stream(CHUNK_SIZE, decode_content=False):
+                while chunk := response.raw.read1(CHUNK_SIZE, decode_content=False):
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+                    if len(head) < HEAD_BYTES:
+                        head += chunk[: HEAD_BYTES - len(head)]
+                        if len(head) == HEAD_BYTES:
+                            _check_archive_head(url, response, head)
+                    deadline.check(received)
+            if len(head) < HEAD_BYTES:
+                _check_archive_head(url, response, head)
     except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as err:
-        raise _TransientError(f"timed out (no data for {timeout:g} s)") from err
+        deadline.check(received)
+        raise _TransientError(f"timed out (no data for {wait:g} s)") from err
     except requests.exceptions.SSLError as err:
         raise LfwcnnError(f"download of {url} failed: TLS error: {err}") from err
     except requests.ConnectionError as err:
@@ -175,6 +236,20 @@ def _fetch_once(url: str, target: Path, *, timeout: float, label: str | None) ->
         raise LfwcnnError(f"download of {url} failed: {type(err).__name__}: {err}") from err
     if total is not None and received != total:
         raise _TransientError(_dropped(received, total))
+
+
+def _check_archive_head(url: str, response: requests.Response, head: bytes) -> None:
+    """Refuse a body that is not a gzip or tar archive (an HTML login page), from its start.
+
+    Not retried: the same URL would send the same page again. The partial file is removed
+    by the caller's temporary file, so the next run downloads afresh.
+    """
+    if archive_format(head) is None:
+        kind = response.headers.get("Content-Type") or "no content type"
+        raise LfwcnnError(
+            f"download of {url} is not a .tgz or .tar archive: the server sent {kind} "
+            f"starting {head[:40]!r}; nothing was kept"
+        )
 
 
 def _dropped(received: int, total: int | None) -> str:
@@ -600,6 +675,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds per connect/read (default 60)"
     )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=3600.0,
+        help="seconds all attempts together may take (default 3600)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     path = download(
@@ -609,6 +690,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         md5=args.md5,
         retries=args.retries,
         timeout=args.timeout,
+        deadline=args.deadline,
         progress=not args.no_progress,
     )
     log.info("ready: %s", path)

@@ -20,7 +20,13 @@ from pathlib import Path
 
 from lfwcnn.atomic import write_text
 from lfwcnn.cli import run
-from lfwcnn.download import compare_digests, extract_archive, file_digests
+from lfwcnn.download import (
+    DEFAULT_LIMITS,
+    ExtractLimits,
+    compare_digests,
+    extract_archive,
+    file_digests,
+)
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.sources import VARIANTS, archive_for, classify_source
 
@@ -52,12 +58,12 @@ def link_folder(folder: Path, images: Path) -> None:
     images.symlink_to(folder.resolve(), target_is_directory=True)
 
 
-def unpack_archive(archive: Path, images: Path) -> None:
+def unpack_archive(archive: Path, images: Path, limits: ExtractLimits = DEFAULT_LIMITS) -> None:
     """Extract beside ``images`` and move the archive's person-folder root into place."""
     images.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{images.name}.", dir=images.parent))
     try:
-        root = extract_archive(archive, scratch / "tree")
+        root = extract_archive(archive, scratch / "tree", limits)
         os.replace(root, images)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -70,8 +76,12 @@ def obtain(
     images: str | os.PathLike,
     sha256: str | None = None,
     md5: str | None = None,
+    limits: ExtractLimits = DEFAULT_LIMITS,
 ) -> dict:
-    """Make ``images`` the LFW root of ``source`` (a folder or a local archive); describe it."""
+    """Make ``images`` the LFW root of ``source`` (a folder or a local archive); describe it.
+
+    ``limits`` caps what an archive may unpack to (``data.extract``).
+    """
     if variant not in VARIANTS:
         raise LfwcnnError(f"unknown LFW variant {variant!r}: expected one of {', '.join(VARIANTS)}")
     images = Path(images)
@@ -98,7 +108,7 @@ def obtain(
             # not known to be an approximation, so it is labelled by matches_published only
             approximate=False,
         )
-        unpack_archive(Path(source), images)
+        unpack_archive(Path(source), images, limits)
     else:
         raise LfwcnnError(f"LFW source {source} is a URL: download it first (lfwcnn.download)")
     people = [p for p in images.iterdir() if p.is_dir() and not p.name.startswith(".")]
@@ -115,9 +125,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--md5")
     parser.add_argument("--images", required=True, help="folder (or link) to create")
     parser.add_argument("--record", required=True, help="source.json to write")
+    for flag in ("max-total-bytes", "max-members", "max-member-bytes"):
+        default = getattr(DEFAULT_LIMITS, flag.replace("-", "_"))
+        parser.add_argument(
+            f"--{flag}", type=int, default=default, help=f"archive cap (default {default})"
+        )
     args = parser.parse_args(argv)
+    limits = ExtractLimits(args.max_total_bytes, args.max_members, args.max_member_bytes)
     record = obtain(
-        args.source, variant=args.variant, images=args.images, sha256=args.sha256, md5=args.md5
+        args.source,
+        variant=args.variant,
+        images=args.images,
+        sha256=args.sha256,
+        md5=args.md5,
+        limits=limits,
     )
     if args.origin:
         record["origin"] = args.origin

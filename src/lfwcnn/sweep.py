@@ -216,6 +216,7 @@ def plan_sweep(config: Mapping, check: Callable[[dict], dict] | None = None) -> 
 
         source_config = {key: merged["data"].get(key) for key in SOURCE_KEYS}
         source_config["download"] = merged["data"].get("download")
+        source_config["extract"] = merged["data"].get("extract")
         source_name = _shared_name(
             _canonical({k: source_config[k] for k in SOURCE_KEYS}), sources_by_config,
             plan.sources, _join(settings, source_axes, variant), "LFW sources", where,

@@ -110,6 +110,12 @@ def obtain_origin(wildcards):
     return f"--origin {shlex.quote(source_url(wildcards))}"
 
 
+def extract_args(wildcards):
+    """The caps on what an archive source may unpack to (data.extract)."""
+    caps = source_config(wildcards)["extract"]
+    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in caps.items())
+
+
 def obtain_checksums(wildcards):
     # a downloaded archive was verified by the download rule
     return "" if SOURCE_KIND[wildcards.source] == "url" else checksum_args(wildcards)

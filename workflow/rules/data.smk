@@ -19,13 +19,15 @@ rule download_lfw:
         checksums=checksum_args,
         retries=download_setting("retries"),
         timeout=download_setting("timeout_s"),
+        deadline=download_setting("deadline_s"),
     conda:
         "../envs/lfwcnn.yaml"
     log:
         "logs/data/download_{source}.log",
     shell:
         "python -m lfwcnn.download --url {params.url:q} --out {output:q} {params.checksums}"
-        " --retries {params.retries} --timeout {params.timeout} 2> {log:q}"
+        " --retries {params.retries} --timeout {params.timeout} --deadline {params.deadline}"
+        " 2> {log:q}"
 
 
 rule obtain_lfw:
@@ -39,13 +41,15 @@ rule obtain_lfw:
         variant=obtain_variant,
         origin=obtain_origin,
         checksums=obtain_checksums,
+        caps=extract_args,
     conda:
         "../envs/lfwcnn.yaml"
     log:
         "logs/data/obtain_{source}.log",
     shell:
         "python -m lfwcnn.obtain --variant {params.variant} --source {params.source:q}"
-        " {params.origin} {params.checksums} --images {output.images:q} --record {output.record:q} > {log:q} 2>&1"
+        " {params.origin} {params.checksums} {params.caps} --images {output.images:q}"
+        " --record {output.record:q} > {log:q} 2>&1"
 
 
 rule prepare_dataset:
