@@ -318,6 +318,17 @@ def test_html_body_is_refused_and_the_next_run_downloads_again(
     assert dest.read_bytes() == good
 
 
+def test_an_existing_page_at_the_destination_is_named_not_reused(http_server, tmp_path):
+    url = http_server.route("/lfw.tgz", gzip.compress(b"archive"))
+    dest = tmp_path / "lfw.tgz"
+    dest.write_bytes(HTML)
+
+    with pytest.raises(LfwcnnError, match=rf"^existing file {dest} is not a .tgz or .tar archive"):
+        download(url, dest, **FAST)
+
+    assert dest.read_bytes() == HTML and http_server.hits("/lfw.tgz") == 0
+
+
 def test_plain_tar_body_is_accepted(http_server, lfw_tree, tmp_path):
     archive = tmp_path / "lfw.tar"
     with tarfile.open(archive, "w") as tar:

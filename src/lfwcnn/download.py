@@ -124,6 +124,12 @@ def _reuse_existing(url: str, dest: Path, *, sha256: str | None, md5: str | None
     if not dest.is_file():
         raise LfwcnnError(f"download target {dest} exists and is not a file")
     if sha256 is None and md5 is None:
+        with open(dest, "rb") as existing:
+            if archive_format(existing.read(HEAD_BYTES)) is None:
+                raise LfwcnnError(
+                    f"existing file {dest} is not a .tgz or .tar archive; "
+                    f"remove it to download {url} again"
+                )
         log.warning("reusing existing %s for %s without a checksum to verify it", dest, url)
         return dest
     mismatch = checksum_mismatch(dest, sha256=sha256, md5=md5)
