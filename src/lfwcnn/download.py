@@ -204,7 +204,8 @@ def _fetch_once(
     The raw bytes are read undecoded: a server that labels a .tgz ``Content-Encoding: gzip``
     must not get it silently unzipped, and the byte count must match ``Content-Length``.
     Each read returns what has arrived (``read1``), so the deadline is checked between the
-    bytes of a trickle, and no single wait outlasts the deadline or ``timeout``.
+    bytes of a trickle; a wait for data is cut at ``timeout`` (or at what was left of the
+    deadline when the attempt began), so a download ends at most that long past its deadline.
     """
     received, total = 0, None
     wait = min(timeout, max(deadline.left(), 0.001))
