@@ -157,11 +157,12 @@ def plot_confusion(confusion: pd.DataFrame, title: str, path: str | os.PathLike)
     fig, ax = plt.subplots(figsize=(side, side))
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     names = [name.replace("_", " ") for name in confusion.columns]
-    ax.set_xticks(range(n), names, rotation=90, fontsize=7)
-    ax.set_yticks(range(n), names, fontsize=7)
+    # parse_math off: a name such as "Ke$ha" is text, not the start of a formula
+    ax.set_xticks(range(n), names, rotation=90, fontsize=7, parse_math=False)
+    ax.set_yticks(range(n), names, fontsize=7, parse_math=False)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set_title(title, parse_math=False)
     for (i, j), count in np.ndenumerate(counts):
         if count:
             ax.text(j, i, str(count), ha="center", va="center", fontsize=6,
