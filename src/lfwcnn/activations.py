@@ -35,9 +35,12 @@ from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.model import scale_pixels
+from lfwcnn.ownership import check_outputs, in_folder
 
 log = logging.getLogger(__name__)
 
+# the fixed files of the out-dir; one <layer>.npz per layer besides
+OUTPUTS = ("image.npz", "image.json", "sparsity.npz", "sparsity.csv", "sparsity.json")
 FEATURE_LAYER = re.compile(r"^(conv|pool)\d+$")  # the names lfwcnn.model gives these layers
 SPARSITY_COLUMNS = (
     "layer", "height", "width", "channels", "images",
@@ -345,6 +348,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise LfwcnnError(f"batch size must be at least 1, got {args.batch_size}")
+    check_outputs(in_folder("--out-dir", args.out_dir, OUTPUTS),
+                  {"--model": args.model, "--dataset": args.dataset, "--split": args.split})
     data = load_dataset(args.dataset)
     _, test_idx = load_split(args.split, data)
     provenance = {"seed": args.seed, "model": str(args.model), "split": str(args.split)}

@@ -23,6 +23,7 @@ from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.model import scale_pixels
+from lfwcnn.ownership import check_outputs, in_folder
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True, help=f"folder for {', '.join(OUTPUTS)}")
     args = parser.parse_args(argv)
     check_confidence(args.confidence)
+    check_outputs(in_folder("--out-dir", args.out_dir, OUTPUTS),
+                  {"--dataset": args.dataset, "--split": args.split, "--model": args.model,
+                   "--train-info": args.train_info})
     if not Path(args.model).is_file():
         raise LfwcnnError(f"{args.model}: no such model file")
     train_info = read_train_info(args.train_info)

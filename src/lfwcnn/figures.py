@@ -38,12 +38,14 @@ import pandas as pd  # noqa: E402
 from lfwcnn.atomic import atomic_path, write_text  # noqa: E402
 from lfwcnn.cli import run  # noqa: E402
 from lfwcnn.errors import LfwcnnError  # noqa: E402
+from lfwcnn.ownership import check_outputs, in_folder, listed  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 TILES_PER_ROW = 16  # as the paper's grids: 32 maps of conv1 make two rows
 TRAIN_COLOUR, TEST_COLOUR, PAPER_COLOUR = "#1f77b4", "#ff7f0e", "#d62728"
 DPI = 110
+TRAINING_OUTPUTS = ("curves.png", "accuracy.png", "confusion.csv", "confusion.png", "per_class.csv")
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
@@ -448,6 +450,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     activations.add_argument("--per-row", type=int, default=TILES_PER_ROW)
     args = parser.parse_args(argv)
     if args.command == "training":
+        check_outputs(in_folder("--out-dir", args.out_dir, TRAINING_OUTPUTS),
+                      {**listed("--histories", args.histories),
+                       **listed("--metrics", args.metrics),
+                       **listed("--confusions", args.confusions), "--aggregate": args.aggregate})
         draw_training(histories=args.histories, metrics=args.metrics,
                       confusions=args.confusions, aggregate=args.aggregate,
                       out_dir=args.out_dir)

@@ -33,6 +33,7 @@ from lfwcnn.atomic import write_text
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, save_dataset
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.ownership import check_outputs
 from lfwcnn.tables import check_name, table_text
 
 log = logging.getLogger(__name__)
@@ -280,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
+    check_outputs({"--npz": args.npz, "--manifest": args.manifest, "--summary": args.summary},
+                  {"--images": args.images, "--source-record": args.source_record})
     source = {}
     if args.source_record:
         source = {"source": json.loads(Path(args.source_record).read_text(encoding="utf-8"))}

@@ -52,6 +52,7 @@ from lfwcnn.claims import (
 from lfwcnn.cli import run
 from lfwcnn.devices import cpu_model
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.ownership import check_outputs, listed
 from lfwcnn.tables import number, read_rows
 
 log = logging.getLogger(__name__)
@@ -461,6 +462,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = json.loads(args.config_json) if args.config_json else {}
     except ValueError as err:
         raise LfwcnnError(f"--config-json is not JSON ({err})") from None
+    check_outputs({"--out": args.out}, {
+        "--summary": args.summary, "--source": args.source, "--manifest": args.manifest,
+        "--dataset": args.dataset, **listed("--splits", args.splits),
+        **listed("--histories", args.histories), **listed("--train-infos", args.train_infos),
+        **listed("--metrics", args.metrics), "--aggregate": args.aggregate,
+        "--accuracy-by-seed": args.accuracy_by_seed, "--backprop-json": args.backprop_json,
+        "--backprop-html": args.backprop_html, "--sweep-summary": args.sweep_summary,
+        "--sweep-figure": args.sweep_figure})
     inputs = Inputs(
         summary=args.summary, source=args.source, manifest=args.manifest, dataset=args.dataset,
         splits=args.splits, histories=args.histories, train_infos=args.train_infos,
