@@ -163,4 +163,4 @@ def listed(flag: str, paths: Sequence[str | os.PathLike] | None) -> dict[str, st
 
 def in_folder(flag: str, folder: str | os.PathLike, names: Sequence[str]) -> dict[str, Path]:
     """The files a step writes into an ``--out-dir``, labelled for :func:`check_outputs`."""
-    return {f"{flag} file": Path(folder, name) for name in names}
+    return {f"{flag}'s {name}": Path(folder, name) for name in names}

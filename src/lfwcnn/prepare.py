@@ -112,8 +112,10 @@ def load_face(
                 face = image.convert("RGB").crop(box).resize((size, size),
                                                             Image.Resampling.BICUBIC)
                 pixels = np.asarray(face, dtype=np.uint8)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise LfwcnnError(f"{path}: refused, its header claims a huge image ({err})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise LfwcnnError(f"{path}: its header claims more than {Image.MAX_IMAGE_PIXELS} "
+                          f"pixels, LFW images are {LFW_SIDE}x{LFW_SIDE} (a decompression "
+                          "bomb?)") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise LfwcnnError(f"{path}: not a readable JPEG image ({err})") from None
     return pixels, hashlib.sha256(raw).hexdigest()

@@ -494,16 +494,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_backup_dir(args.backup_dir, {**inputs, **outputs})
     data = load_dataset(args.dataset)
     train_idx, test_idx = load_split(args.split, data)
-    backup = claim_backup_dir(args.backup_dir, {**inputs, **outputs})
     trained = train(data, train_idx, test_idx, schedule=schedule, architecture=architecture,
-                    backup_dir=backup.path, device=args.device, threads=args.threads)
+                    backup_dir=args.backup_dir, device=args.device, threads=args.threads)
     trained.info["split_seed"] = args.split_seed
     trained.info["dataset"] = str(args.dataset)
     trained.info["split"] = str(args.split)
     if claim is not None:
         trained.info.update(claim.record())
     write_outputs(trained, model_path=args.model, history_path=args.history, info_path=args.info)
-    release_backup_dir(backup)  # only once every output is in place
+    # only once every output is in place; train() made or adopted the folder and marked it
+    release_backup_dir(claim_backup_dir(args.backup_dir))
     final = trained.info["final"]
     log.info("seed %d: test accuracy %.4f after %d epochs on %s (%.2f s/epoch)", args.seed,
              final["test_accuracy"], args.epochs, trained.info["device"],
