@@ -459,8 +459,9 @@ def test_workflow_refuses_an_image_of_another_frame_in_the_prepare_job(lfw_tree,
     assert result.returncode != 0
     log = (project / "logs/data/prepare_funneled.log").read_text().strip().splitlines()
     errors = [line for line in log if line.startswith("error: ")]
-    assert errors == [f"error: {culprit}: image is 300x300, LFW images are 250x250 "
-                      "(the crop box refers to that frame)"]
+    # the job reads the source through the link data/raw/<source>/images
+    assert errors == ["error: data/raw/funneled/images/Bob_Roe/Bob_Roe_0003.jpg: image is "
+                      "300x300, LFW images are 250x250 (the crop box refers to that frame)"]
     assert "Traceback" not in "\n".join(log)
     assert not (project / "data/prepared").exists() or not any(
         p.is_file() for p in (project / "data/prepared").rglob("*"))

@@ -73,7 +73,8 @@ def choose_image(data: Dataset, test_idx: np.ndarray, *, image: str | None = Non
     files = [str(name) for name in data.files]
     names = [str(name) for name in data.class_names]
     if person is not None:
-        wanted = person.strip().replace(" ", "_")
+        # the folder's own name first: a folder may hold spaces ("Poe, Carol")
+        wanted = person if person in names else person.strip().replace(" ", "_")
         if wanted not in names:
             raise LfwcnnError(
                 f"activations.person {person!r} is not one of the {len(names)} people in the "
