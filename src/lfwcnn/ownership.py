@@ -91,8 +91,8 @@ def check_backup_dir(path: str | os.PathLike, others: Paths | None = None) -> No
         raise LfwcnnError(f"--backup-dir {path} exists and is not a folder")
     if not (folder / MARKER).is_file() and any(folder.iterdir()):
         raise LfwcnnError(f"--backup-dir {path} holds files that {OWNER} did not make (it has "
-                          f"no {MARKER}); it is removed after training, so give a new or empty "
-                          "folder")
+                          f"no {MARKER}) and is removed after training: move them away or give "
+                          "a new or empty folder")
 
 
 def claim_backup_dir(path: str | os.PathLike, others: Paths | None = None) -> BackupDir:

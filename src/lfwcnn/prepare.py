@@ -141,10 +141,12 @@ def _die_with_parent(parent: int) -> None:
     under a forkserver the parent is the server, which exits when the step does). Elsewhere
     a thread polls the step's pid. Either way a killed step leaves no worker decoding on.
     """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    else:
+    try:
+        if not sys.platform.startswith("linux"):
+            raise OSError("prctl is Linux's")
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0):
+            raise OSError(ctypes.get_errno(), "prctl failed")
+    except (OSError, AttributeError):
         threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if not _alive(parent):  # killed before the line above took effect
         os._exit(1)
