@@ -115,7 +115,7 @@ def break_tree(lfw_tree: Path, how: str) -> Path:
     [
         ("truncated", "not a readable JPEG image"),
         ("not_an_image", "not a readable JPEG image"),
-        ("small", "image is 120x120, smaller than the crop box rows [61, 189] cols [61, 189]"),
+        ("small", "image is 120x120, LFW images are 250x250 (the crop box refers to that frame)"),
         ("empty_person", "holds no JPEG images"),
     ],
 )

@@ -35,9 +35,12 @@ from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.model import scale_pixels
+from lfwcnn.ownership import check_outputs, in_folder
 
 log = logging.getLogger(__name__)
 
+# the fixed files of the out-dir; one <layer>.npz per layer besides
+OUTPUTS = ("image.npz", "image.json", "sparsity.npz", "sparsity.csv", "sparsity.json")
 FEATURE_LAYER = re.compile(r"^(conv|pool)\d+$")  # the names lfwcnn.model gives these layers
 SPARSITY_COLUMNS = (
     "layer", "height", "width", "channels", "images",
@@ -70,7 +73,8 @@ def choose_image(data: Dataset, test_idx: np.ndarray, *, image: str | None = Non
     files = [str(name) for name in data.files]
     names = [str(name) for name in data.class_names]
     if person is not None:
-        wanted = person.strip().replace(" ", "_")
+        # the folder's own name first: a folder may hold spaces ("Poe, Carol")
+        wanted = person if person in names else person.strip().replace(" ", "_")
         if wanted not in names:
             raise LfwcnnError(
                 f"activations.person {person!r} is not one of the {len(names)} people in the "
@@ -345,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise LfwcnnError(f"batch size must be at least 1, got {args.batch_size}")
+    check_outputs(in_folder("--out-dir", args.out_dir, OUTPUTS),
+                  {"--model": args.model, "--dataset": args.dataset, "--split": args.split})
     data = load_dataset(args.dataset)
     _, test_idx = load_split(args.split, data)
     provenance = {"seed": args.seed, "model": str(args.model), "split": str(args.split)}

@@ -23,6 +23,7 @@ from lfwcnn.atomic import write_text
 from lfwcnn.claims import data_origin
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.ownership import check_outputs, listed
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out-json", required=True, help="aggregate.json to write")
     parser.add_argument("--out-csv", required=True, help="accuracy_by_seed.csv to write")
     args = parser.parse_args(argv)
+    check_outputs({"--out-json": args.out_json, "--out-csv": args.out_csv},
+                  {**listed("--metrics", args.metrics), "--source": args.source})
     summary, table = aggregate(read_metrics(args.metrics), args.paper_accuracy, args.confidence)
     if args.source is not None:
         summary["data"] = data_origin(read_source(args.source))

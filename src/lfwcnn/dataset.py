@@ -7,7 +7,6 @@ file named, before any training starts.
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from lfwcnn.atomic import atomic_path, write_text
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.tables import read_rows, table_text
 
 ARRAYS = ("images", "labels", "class_names", "files")
 SUBSETS = ("train", "test")
@@ -81,29 +81,20 @@ def _check(path: str | os.PathLike, data: Dataset) -> None:
 
 def save_split(path: str | os.PathLike, files: np.ndarray, train: np.ndarray, test: np.ndarray):
     """Write ``file,subset`` rows: train rows first, then test, each in the drawn order."""
-    rows = ["file,subset"]
-    rows += [f"{files[i]},train" for i in train]
-    rows += [f"{files[i]},test" for i in test]
-    write_text(path, "\n".join(rows) + "\n")
+    rows = [(files[i], "train") for i in train] + [(files[i], "test") for i in test]
+    write_text(path, table_text(("file", "subset"), rows))
 
 
 def load_split(path: str | os.PathLike, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Return (train, test) indices into ``data`` in the order the split file lists them."""
     index = {str(name): i for i, name in enumerate(data.files)}
     subsets: dict[str, list[int]] = {name: [] for name in SUBSETS}
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            if reader.fieldnames != ["file", "subset"]:
-                raise LfwcnnError(f"{path}: expected columns file,subset, got {reader.fieldnames}")
-            for line, row in enumerate(reader, start=2):
-                if row["file"] not in index:
-                    raise LfwcnnError(f"{path}:{line}: {row['file']} is not in the dataset")
-                if row["subset"] not in subsets:
-                    raise LfwcnnError(f"{path}:{line}: unknown subset {row['subset']!r}")
-                subsets[row["subset"]].append(index[row["file"]])
-    except OSError as err:
-        raise LfwcnnError(f"{path}: cannot read split ({err.strerror})") from None
+    for line, row in enumerate(read_rows(path, "split", ("file", "subset")), start=2):
+        if row["file"] not in index:
+            raise LfwcnnError(f"{path}:{line}: {row['file']} is not in the dataset")
+        if row["subset"] not in subsets:
+            raise LfwcnnError(f"{path}:{line}: unknown subset {row['subset']!r}")
+        subsets[row["subset"]].append(index[row["file"]])
     for name, indices in subsets.items():
         if not indices:
             raise LfwcnnError(f"{path}: the {name} subset is empty")

@@ -23,6 +23,7 @@ from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.model import scale_pixels
+from lfwcnn.ownership import check_outputs, in_folder
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +158,12 @@ def plot_confusion(confusion: pd.DataFrame, title: str, path: str | os.PathLike)
     fig, ax = plt.subplots(figsize=(side, side))
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     names = [name.replace("_", " ") for name in confusion.columns]
-    ax.set_xticks(range(n), names, rotation=90, fontsize=7)
-    ax.set_yticks(range(n), names, fontsize=7)
+    # parse_math off: a name such as "Ke$ha" is text, not the start of a formula
+    ax.set_xticks(range(n), names, rotation=90, fontsize=7, parse_math=False)
+    ax.set_yticks(range(n), names, fontsize=7, parse_math=False)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set_title(title, parse_math=False)
     for (i, j), count in np.ndenumerate(counts):
         if count:
             ax.text(j, i, str(count), ha="center", va="center", fontsize=6,
@@ -192,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out-dir", required=True, help=f"folder for {', '.join(OUTPUTS)}")
     args = parser.parse_args(argv)
     check_confidence(args.confidence)
+    check_outputs(in_folder("--out-dir", args.out_dir, OUTPUTS),
+                  {"--dataset": args.dataset, "--split": args.split, "--model": args.model,
+                   "--train-info": args.train_info})
     if not Path(args.model).is_file():
         raise LfwcnnError(f"{args.model}: no such model file")
     train_info = read_train_info(args.train_info)

@@ -19,6 +19,7 @@ Two commands, one per stage whose outputs they draw::
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import math
@@ -37,12 +38,14 @@ import pandas as pd  # noqa: E402
 from lfwcnn.atomic import atomic_path, write_text  # noqa: E402
 from lfwcnn.cli import run  # noqa: E402
 from lfwcnn.errors import LfwcnnError  # noqa: E402
+from lfwcnn.ownership import check_outputs, in_folder, listed  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 TILES_PER_ROW = 16  # as the paper's grids: 32 maps of conv1 make two rows
 TRAIN_COLOUR, TEST_COLOUR, PAPER_COLOUR = "#1f77b4", "#ff7f0e", "#d62728"
 DPI = 110
+TRAINING_OUTPUTS = ("curves.png", "accuracy.png", "confusion.csv", "confusion.png", "per_class.csv")
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
@@ -178,14 +181,30 @@ def plot_accuracy_distribution(seeds: Sequence[dict], summary: dict,
 
 
 def read_confusion(path: str | os.PathLike) -> pd.DataFrame:
+    """A confusion matrix CSV (first column: true class); names stay strings, counts ints.
+
+    Read with the csv module: ``pandas.read_csv`` would turn a person named ``NA`` into NaN
+    and ``1984`` into a number, and rename a class that repeats the index header.
+    """
     try:
-        confusion = pd.read_csv(path, index_col=0)
-    except (OSError, ValueError) as err:
+        with open(path, newline="", encoding="utf-8") as handle:
+            table = list(csv.reader(handle, strict=True))
+    except csv.Error as err:
         raise LfwcnnError(f"{path}: cannot read the confusion matrix ({err})") from None
-    if list(confusion.index) != list(confusion.columns):
+    except (OSError, UnicodeDecodeError) as err:
+        raise LfwcnnError(f"{path}: cannot read the confusion matrix ({err})") from None
+    if not table or len(table[0]) < 2:
+        raise LfwcnnError(f"{path}: not a confusion matrix (no header of class names)")
+    header, rows = table[0], table[1:]
+    names = header[1:]
+    if [row[0] for row in rows if row] != names or any(len(row) != len(header) for row in rows):
         raise LfwcnnError(f"{path}: rows and columns of a confusion matrix must name the same "
                           "classes in the same order")
-    return confusion
+    try:
+        counts = np.array([[int(value) for value in row[1:]] for row in rows], dtype=np.int64)
+    except ValueError as err:
+        raise LfwcnnError(f"{path}: a count is not an integer ({err})") from None
+    return pd.DataFrame(counts, index=pd.Index(names, name=header[0] or "true"), columns=names)
 
 
 def pooled_confusion(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -287,7 +306,7 @@ def plot_input_image(image: np.ndarray, title: str, path: str | os.PathLike) -> 
     fig, ax = plt.subplots(figsize=(3.2, 3.6))
     ax.imshow(image, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=8, parse_math=False)  # names may hold "$"
     fig.tight_layout()
     save_figure(fig, path)
 
@@ -431,6 +450,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     activations.add_argument("--per-row", type=int, default=TILES_PER_ROW)
     args = parser.parse_args(argv)
     if args.command == "training":
+        check_outputs(in_folder("--out-dir", args.out_dir, TRAINING_OUTPUTS),
+                      {**listed("--histories", args.histories),
+                       **listed("--metrics", args.metrics),
+                       **listed("--confusions", args.confusions), "--aggregate": args.aggregate})
         draw_training(histories=args.histories, metrics=args.metrics,
                       confusions=args.confusions, aggregate=args.aggregate,
                       out_dir=args.out_dir)

@@ -9,11 +9,17 @@ is therefore the split a scikit-learn script with the same ``random_state`` woul
 from __future__ import annotations
 
 import argparse
+import ctypes
 import hashlib
 import io
 import json
 import logging
 import os
+import signal
+import sys
+import threading
+import time
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,12 +33,17 @@ from lfwcnn.atomic import write_text
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, save_dataset
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.ownership import check_outputs
+from lfwcnn.tables import check_name, table_text
 
 log = logging.getLogger(__name__)
 
 JPEG_SUFFIXES = (".jpg", ".jpeg")
+MANIFEST_COLUMNS = ("file", "person", "label", "sha256")
 SKLEARN_SHUFFLE_SEED = 42  # fetch_lfw_people shuffles its output with RandomState(42)
 CHUNK = 64  # images per task handed to a worker process
+LFW_SIDE = 250  # every LFW image is 250x250; the crop box is given in that frame
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass(frozen=True)
@@ -60,10 +71,12 @@ def list_people(root: str | os.PathLike) -> Listing:
         if not folder.is_dir() or person.startswith("."):
             ignored.append(person)
             continue
+        check_name(person, root)
         files = []
         for name in sorted(os.listdir(folder)):
             is_jpeg = name.lower().endswith(JPEG_SUFFIXES) and not name.startswith(".")
             if is_jpeg and (folder / name).is_file():
+                check_name(name, folder)
                 files.append(name)
             else:
                 ignored.append(f"{person}/{name}")
@@ -83,28 +96,76 @@ def class_order(people: Sequence[str]) -> list[str]:
 def load_face(
     path: Path, crop_rows: tuple[int, int], crop_cols: tuple[int, int], size: int
 ) -> tuple[np.ndarray, str]:
-    """Crop and resize one image as scikit-learn does; also return the file's sha256."""
+    """Crop and resize one image as scikit-learn does; also return the file's sha256.
+
+    The size comes from the header, before any pixel is decoded: an image of another frame
+    would be cropped off-centre, and a header claiming 60000x60000 in a small file (a
+    decompression bomb) is refused before it can take the memory it claims.
+    """
     raw = path.read_bytes()
     try:
-        with Image.open(io.BytesIO(raw)) as image:
-            width, height = image.size
-            if width < crop_cols[1] or height < crop_rows[1]:
-                raise LfwcnnError(
-                    f"{path}: image is {width}x{height}, smaller than the crop box "
-                    f"rows {list(crop_rows)} cols {list(crop_cols)}"
-                )
-            box = (crop_cols[0], crop_rows[0], crop_cols[1], crop_rows[1])
-            face = image.convert("RGB").crop(box).resize((size, size), Image.Resampling.BICUBIC)
-            pixels = np.asarray(face, dtype=np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as image:
+                check_frame(path, image.size)
+                box = (crop_cols[0], crop_rows[0], crop_cols[1], crop_rows[1])
+                face = image.convert("RGB").crop(box).resize((size, size),
+                                                            Image.Resampling.BICUBIC)
+                pixels = np.asarray(face, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise LfwcnnError(f"{path}: its header claims more than {Image.MAX_IMAGE_PIXELS} "
+                          f"pixels, LFW images are {LFW_SIDE}x{LFW_SIDE} (a decompression "
+                          "bomb?)") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise LfwcnnError(f"{path}: not a readable JPEG image ({err})") from None
     return pixels, hashlib.sha256(raw).hexdigest()
+
+
+def check_frame(path: Path, size: tuple[int, int]) -> None:
+    """The crop box refers to LFW's 250x250 frame; in any other it would cut elsewhere."""
+    if size != (LFW_SIDE, LFW_SIDE):
+        raise LfwcnnError(f"{path}: image is {size[0]}x{size[1]}, LFW images are "
+                          f"{LFW_SIDE}x{LFW_SIDE} (the crop box refers to that frame)")
 
 
 def _load_chunk(args: tuple[list[Path], tuple[int, int], tuple[int, int], int]):
     paths, crop_rows, crop_cols, size = args
     faces, digests = zip(*(load_face(p, crop_rows, crop_cols, size) for p in paths), strict=True)
     return np.stack(faces), list(digests)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: a worker ends when the step that started it is killed.
+
+    On Linux the kernel sends SIGKILL when the worker's parent exits (``PR_SET_PDEATHSIG``;
+    under a forkserver the parent is the server, which exits when the step does). Elsewhere
+    a thread polls the step's pid. Either way a killed step leaves no worker decoding on.
+    """
+    try:
+        if not sys.platform.startswith("linux"):
+            raise OSError("prctl is Linux's")
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0):
+            raise OSError(ctypes.get_errno(), "prctl failed")
+    except (OSError, AttributeError):
+        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if not _alive(parent):  # killed before the line above took effect
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    while _alive(parent):
+        time.sleep(1)
+    os._exit(1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user: the pid was reused
+        return False
+    return True
 
 
 def load_faces(
@@ -119,7 +180,8 @@ def load_faces(
              for i in range(0, len(paths), CHUNK)]
     progress = tqdm(total=len(paths), unit="img", desc="prepare", disable=None)
     faces, digests = [], []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         for chunk_faces, chunk_digests in pool.map(_load_chunk, tasks):
             faces.append(chunk_faces)
             digests.extend(chunk_digests)
@@ -150,8 +212,9 @@ def prepare(
     if image_size < 1:
         raise LfwcnnError(f"image_size must be positive, got {image_size}")
     for name, (start, stop) in (("crop rows", crop_rows), ("crop cols", crop_cols)):
-        if not 0 <= start < stop:
-            raise LfwcnnError(f"{name} {[start, stop]}: need 0 <= start < stop")
+        if not 0 <= start < stop <= LFW_SIDE:
+            raise LfwcnnError(f"{name} {[start, stop]}: need 0 <= start < stop <= {LFW_SIDE} "
+                              f"(LFW's {LFW_SIDE}x{LFW_SIDE} frame)")
     listing = list_people(root)
     kept = {p: f for p, f in listing.people.items() if len(f) >= min_images_per_person}
     if len(kept) < 2:
@@ -200,13 +263,12 @@ def write_outputs(
 ) -> None:
     """Write the arrays, a manifest a person can read, and the JSON summary."""
     data = prepared.data
-    rows = ["file,person,label,sha256"]
-    rows += [
-        f"{file},{data.class_names[label]},{label},{digest}"
+    rows = [
+        (file, data.class_names[label], label, digest)
         for file, label, digest in zip(data.files, data.labels, prepared.sha256, strict=True)
     ]
     save_dataset(npz, data)
-    write_text(manifest, "\n".join(rows) + "\n")
+    write_text(manifest, table_text(MANIFEST_COLUMNS, rows))
     write_text(summary, json.dumps({**(extra_summary or {}), **prepared.summary}, indent=2) + "\n")
 
 
@@ -223,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
+    check_outputs({"--npz": args.npz, "--manifest": args.manifest, "--summary": args.summary},
+                  {"--images": args.images, "--source-record": args.source_record})
     source = {}
     if args.source_record:
         source = {"source": json.loads(Path(args.source_record).read_text(encoding="utf-8"))}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import csv
 import datetime as dt
 import hashlib
 import importlib.metadata
@@ -53,9 +52,13 @@ from lfwcnn.claims import (
 from lfwcnn.cli import run
 from lfwcnn.devices import cpu_model
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.ownership import check_outputs, listed
+from lfwcnn.tables import number, read_rows
 
 log = logging.getLogger(__name__)
 
+PER_CLASS_NUMBERS = {"precision": float, "recall": float, "f1": float, "support": int,
+                     "predicted": int}
 PACKAGES = ("tensorflow", "keras", "numpy", "scikit-learn", "scipy", "pandas", "matplotlib",
             "pillow", "jinja2", "snakemake", "pyyaml")
 
@@ -97,17 +100,17 @@ def data_uri(path: str | os.PathLike | None) -> str | None:
 
 def split_counts(path: str | os.PathLike) -> dict:
     """Rows per subset of a split file, and which files are in the test subset."""
-    counts: Counter[str] = Counter()
-    test_files = set()
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                counts[row["subset"]] += 1
-                if row["subset"] == "test":
-                    test_files.add(row["file"])
-    except (OSError, KeyError) as err:
-        raise LfwcnnError(f"{path}: cannot read the split ({err})") from None
+    rows = read_rows(path, "split", ("file", "subset"))
+    counts = Counter(row["subset"] for row in rows)
+    test_files = {row["file"] for row in rows if row["subset"] == "test"}
     return {"train": counts["train"], "test": counts["test"], "test_files": test_files}
+
+
+def per_class_rows(path: Path) -> list[dict]:
+    """The per-class table with its names as strings (a person may be named ``NA``)."""
+    rows = read_rows(path, "per-class table", PER_CLASS_NUMBERS)
+    return [{**row, **{column: number(path, row, column, kind)
+                       for column, kind in PER_CLASS_NUMBERS.items()}} for row in rows]
 
 
 # ----------------------------------------------------------------------------- environment
@@ -212,8 +215,8 @@ def data_context(inputs: Inputs, summary: dict) -> dict:
     people = []
     test_of = Counter()
     if splits and inputs.manifest:
-        manifest = read_csv(inputs.manifest)
-        person_of = dict(zip(manifest["file"], manifest["person"], strict=True))
+        manifest = read_rows(inputs.manifest, "manifest", ("file", "person"))
+        person_of = {row["file"]: row["person"] for row in manifest}
         test_of = Counter(person_of.get(f) for f in splits[0]["test_files"])
     largest = max(per_person.values(), default=1)
     for name, count in sorted(per_person.items(), key=lambda item: (-item[1], item[0])):
@@ -254,6 +257,8 @@ def training_context(inputs: Inputs) -> tuple[dict, dict[int, pd.DataFrame]]:
 
 
 def evaluation_context(inputs: Inputs) -> dict:
+    from lfwcnn.figures import read_confusion
+
     aggregate = read_json(inputs.aggregate)
     by_seed = (read_csv(inputs.accuracy_by_seed).to_dict("records")
                if inputs.accuracy_by_seed else [])
@@ -266,10 +271,10 @@ def evaluation_context(inputs: Inputs) -> dict:
     figures = Path(inputs.figures_dir) if inputs.figures_dir else None
     per_class = []
     if figures and (figures / "per_class.csv").is_file():
-        per_class = read_csv(figures / "per_class.csv").to_dict("records")
+        per_class = per_class_rows(figures / "per_class.csv")
     pooled = None
     if figures and (figures / "confusion.csv").is_file():
-        counts = read_csv(figures / "confusion.csv", index_col=0).to_numpy()
+        counts = read_confusion(figures / "confusion.csv").to_numpy()
         pooled = {"correct": int(np.trace(counts)), "total": int(counts.sum())}
     return {"aggregate": aggregate, "by_seed": by_seed, "per_class": per_class,
             "pooled": pooled, "chance": baseline.get("chance_accuracy"),
@@ -457,6 +462,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         config = json.loads(args.config_json) if args.config_json else {}
     except ValueError as err:
         raise LfwcnnError(f"--config-json is not JSON ({err})") from None
+    check_outputs({"--out": args.out}, {
+        "--summary": args.summary, "--source": args.source, "--manifest": args.manifest,
+        "--dataset": args.dataset, **listed("--splits", args.splits),
+        **listed("--histories", args.histories), **listed("--train-infos", args.train_infos),
+        **listed("--metrics", args.metrics), "--aggregate": args.aggregate,
+        "--accuracy-by-seed": args.accuracy_by_seed, "--backprop-json": args.backprop_json,
+        "--backprop-html": args.backprop_html, "--sweep-summary": args.sweep_summary,
+        "--sweep-figure": args.sweep_figure})
     inputs = Inputs(
         summary=args.summary, source=args.source, manifest=args.manifest, dataset=args.dataset,
         splits=args.splits, histories=args.histories, train_infos=args.train_infos,

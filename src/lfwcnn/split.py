@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from lfwcnn.cli import run
 from lfwcnn.dataset import load_dataset, save_split
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.ownership import check_outputs
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--stratify", action="store_true")
     args = parser.parse_args(argv)
     check_test_fraction(args.test_fraction)  # before the (large) dataset is read
+    check_outputs({"--out": args.out}, {"--dataset": args.dataset})
     data = load_dataset(args.dataset)
     train, test = split_indices(
         data.labels, test_fraction=args.test_fraction, seed=args.seed, stratify=args.stratify

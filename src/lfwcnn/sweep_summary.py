@@ -28,6 +28,7 @@ from lfwcnn.atomic import write_text
 from lfwcnn.claims import labelled
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.ownership import check_outputs, listed
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out-json", required=True)
     parser.add_argument("--out-png", required=True)
     args = parser.parse_args(argv)
+    check_outputs({"--out-csv": args.out_csv, "--out-json": args.out_json,
+                   "--out-png": args.out_png}, listed("--aggregates", args.aggregates))
     try:
         plan = json.loads(args.plan_json)
     except ValueError as err:

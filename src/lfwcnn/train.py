@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import platform
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +38,17 @@ from lfwcnn.model import (
     check_input_shape,
     scale_pixels,
 )
+from lfwcnn.ownership import (
+    LATEST,
+    SNAPSHOT,
+    BackupDir,
+    check_backup_dir,
+    check_outputs,
+    claim_backup_dir,
+    prune_snapshots,
+    release_backup_dir,
+    remove_snapshot,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +58,6 @@ HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "s
 # Keras names the per-epoch metrics on validation_data "val_*"; here that data is the test set.
 KERAS_LOGS = {"loss": "loss", "accuracy": "accuracy",
               "test_loss": "val_loss", "test_accuracy": "val_accuracy"}
-LATEST = "latest"  # in the backup folder: names the snapshot of the last finished epoch
 EPOCH_STRIDE = 2**20  # dropout draws per epoch never reach this, so epochs never share a seed
 
 
@@ -264,26 +273,25 @@ class Snapshot:
     history: list[dict]
 
 
-def save_snapshot(backup_dir: Path, model, epoch: int, history: list[dict], fingerprint: dict):
+def save_snapshot(backup: BackupDir, model, epoch: int, history: list[dict], fingerprint: dict):
     """Write one finished epoch's state into its own folder, then point ``latest`` at it.
 
     Folder and pointer are each replaced atomically, so a kill at any instant leaves the
     previous complete snapshot or the new one, never a weights file of one epoch beside the
     epoch number of another (the gap Keras' BackupAndRestore leaves between its two files).
+    Only the step's own snapshot folders are ever removed (:mod:`lfwcnn.ownership`).
     """
     name = f"epoch-{epoch:04d}"
+    backup_dir = backup.path
     final = backup_dir / name
-    if final.exists():  # written by a killed run that had not yet moved the pointer
-        shutil.rmtree(final)
+    remove_snapshot(backup, name)  # written by a killed run that had not moved the pointer
     with atomic_dir(final) as tmp:
         model.save_weights(tmp / "state.weights.h5")  # weights and optimizer state
         (tmp / "history.csv").write_text(history_csv(history), encoding="utf-8")
         state = {"epoch": epoch, "fingerprint": fingerprint}
         (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
     write_text(backup_dir / LATEST, name + "\n")
-    for old in backup_dir.iterdir():
-        if old.name != name and old.name != LATEST and old.is_dir():
-            shutil.rmtree(old, ignore_errors=True)
+    prune_snapshots(backup, keep=name)
 
 
 def load_snapshot(backup_dir: Path, fingerprint: dict, epochs: int) -> Snapshot | None:
@@ -293,6 +301,8 @@ def load_snapshot(backup_dir: Path, fingerprint: dict, epochs: int) -> Snapshot 
         return None
     folder = backup_dir / pointer.read_text(encoding="utf-8").strip()
     try:
+        if not SNAPSHOT.fullmatch(folder.name) or folder.parent != backup_dir:
+            raise ValueError(f"{pointer} names no snapshot of this folder")
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         history = read_history_csv(folder / "history.csv")
     except (OSError, ValueError, KeyError) as err:
@@ -325,11 +335,12 @@ def train(
     check_device(device, threads)
     check_architecture(**architecture.as_dict())
     check_data(data, train_idx, test_idx, architecture)
+    backup = claim_backup_dir(backup_dir)
+    backup_dir = backup.path
     device_info = select_device(device, threads)
     import keras
     import tensorflow as tf
 
-    backup_dir = Path(backup_dir)
     fingerprint = {
         "data": data_fingerprint(data, train_idx, test_idx),
         "seed": schedule.seed,
@@ -377,7 +388,7 @@ def train(
 
         def on_epoch_end(epoch, logs=None):
             history.append(history_row(epoch + 1, logs, time.perf_counter() - started["epoch"]))
-            save_snapshot(backup_dir, model, epoch + 1, history, fingerprint)
+            save_snapshot(backup, model, epoch + 1, history, fingerprint)
 
         callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin,
                                                     on_epoch_end=on_epoch_end)]
@@ -477,6 +488,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     check_architecture(**architecture.as_dict())
     if not str(args.model).endswith(".keras"):
         raise LfwcnnError(f"--model {args.model}: Keras models are written as .keras files")
+    inputs = {"--dataset": args.dataset, "--split": args.split}
+    outputs = {"--model": args.model, "--history": args.history, "--info": args.info}
+    check_outputs(outputs, inputs)
+    check_backup_dir(args.backup_dir, {**inputs, **outputs})
     data = load_dataset(args.dataset)
     train_idx, test_idx = load_split(args.split, data)
     trained = train(data, train_idx, test_idx, schedule=schedule, architecture=architecture,
@@ -487,7 +502,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if claim is not None:
         trained.info.update(claim.record())
     write_outputs(trained, model_path=args.model, history_path=args.history, info_path=args.info)
-    shutil.rmtree(args.backup_dir, ignore_errors=True)  # only once every output is in place
+    # only once every output is in place; train() made or adopted the folder and marked it
+    release_backup_dir(claim_backup_dir(args.backup_dir))
     final = trained.info["final"]
     log.info("seed %d: test accuracy %.4f after %d epochs on %s (%.2f s/epoch)", args.seed,
              final["test_accuracy"], args.epochs, trained.info["device"],

@@ -1,0 +1,82 @@
+"""CSV tables that hold people's names: written and read with the csv module, never by hand.
+
+A person is named by an LFW folder, and a folder may be named ``Poe, Carol``, ``O'Brien "Jr"``
+or ``NA``. Quoting on write (``csv.QUOTE_MINIMAL``) keeps commas and quotes inside their
+field; reading with :mod:`csv` rather than ``pandas.read_csv`` keeps every field a string,
+so ``NA``, ``nan``, ``None`` or ``1984`` stay names instead of becoming NaN or numbers. Only
+names with control characters (a newline, a tab) are refused, at ``prepare``
+(:func:`check_name`): no line-based record survives them, the one-line errors included.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+from lfwcnn.errors import LfwcnnError
+
+
+def check_name(name: str, folder: str | os.PathLike) -> None:
+    """Refuse a name in ``folder`` that no table or one-line message can carry intact.
+
+    ``os.listdir`` hands back undecodable bytes as lone surrogates, which UTF-8 cannot
+    encode; control characters (newline, tab, escape, ...) break every line-based record.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LfwcnnError(f"{folder}: the name {name!r} is not valid UTF-8; rename it") from None
+    bad = sorted({ch for ch in name if unicodedata.category(ch) == "Cc"})
+    if bad:
+        raise LfwcnnError(f"{folder}: the name {name!r} holds control characters "
+                          f"{[hex(ord(ch)) for ch in bad]}; rename it")
+
+
+def table_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A CSV document (header first) with every field quoted as the csv module needs."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_rows(path: str | os.PathLike, what: str, columns: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a CSV table as strings; one line naming the file when it is not one.
+
+    ``columns`` must all be in the header (others are allowed and kept).
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle, strict=True)
+            missing = [name for name in columns if name not in (reader.fieldnames or [])]
+            if missing:
+                raise LfwcnnError(f"{path}: not a {what}, columns {missing} missing")
+            rows = []
+            for row in reader:
+                if None in row or None in row.values():
+                    raise LfwcnnError(f"{path}:{reader.line_num}: a row of the {what} has "
+                                      f"{'more' if None in row else 'fewer'} fields than "
+                                      "its header")
+                rows.append(row)
+            return rows
+    except csv.Error as err:
+        raise LfwcnnError(f"{path}: cannot read the {what} ({err})") from None
+    except UnicodeDecodeError as err:
+        raise LfwcnnError(f"{path}: the {what} is not UTF-8 text ({err.reason})") from None
+    except OSError as err:
+        raise LfwcnnError(f"{path}: cannot read the {what} ({err.strerror})") from None
+
+
+def number(path: str | os.PathLike, row: dict[str, str], column: str, kind: type = float):
+    """``row[column]`` as ``kind``; an empty field is None; anything else one line."""
+    text = row[column]
+    if text == "":
+        return None
+    try:
+        return kind(text)
+    except ValueError:
+        raise LfwcnnError(f"{path}: column {column} holds {text!r}, not a number") from None
