@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -11,6 +12,8 @@ import yaml
 from lfwcnn.errors import LfwcnnError
 
 IMAGE_SIDE = 250  # every LFW image is 250x250; crop boxes are in these pixel coordinates
+# Characters that open or close markup, as JSON escapes that decode to the same characters.
+_MARKUP_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -49,3 +52,26 @@ def _check_crop(crop: dict[str, list[int]]) -> None:
                 f"config key data.crop.{axis}: {[start, stop]} must satisfy "
                 f"0 <= start < stop <= {IMAGE_SIDE}"
             )
+
+
+def step_json(value: Any) -> str:
+    """``value`` as JSON for a rule's ``params``, with no markup character in it.
+
+    Snakemake copies every ``params`` value of a job that made a report file, unescaped, into
+    a ``<script>`` block of its ``--report``; a title or path holding ``</script>`` would end
+    that block. So a free-form string (title, name, path, URL) reaches a rule only inside
+    this JSON, where ``<``, ``>`` and ``&`` are ``\\u`` escapes; :func:`read_step_json` (plain
+    ``json.loads``) gives back the same value.
+    """
+    text = json.dumps(value, ensure_ascii=True)
+    for char, escape in _MARKUP_ESCAPES.items():
+        text = text.replace(char, escape)
+    return text
+
+
+def read_step_json(text: str, what: str) -> Any:
+    """Decode a :func:`step_json` value; one line naming ``what`` if it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise LfwcnnError(f"{what} is not JSON ({err})") from None
