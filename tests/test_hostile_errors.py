@@ -7,15 +7,29 @@ traceback, no output left behind and nothing else changed.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from lfw_fixtures import make_lfw_tree
-from workflow_runner import make_project, snakemake
+from workflow_runner import ROOT, make_project, snakemake
 
-from lfwcnn.config import read_step_json, step_json
+from lfwcnn.cli import describe_os_error
+from lfwcnn.config import read_config_file, read_step_json, step_json
+from lfwcnn.dataset import Dataset, load_dataset, save_dataset, save_split
+from lfwcnn.errors import LfwcnnError
+from lfwcnn.loading import load_keras_model, load_npz
 
 # ============================================================================ 6: markup
 
@@ -79,3 +93,239 @@ def test_markup_in_config_and_names_stays_out_of_snakemakes_report(tmp_path_fact
     assert record["person"] == MARKUP_PERSON
     assert f"<h1>{html.escape(MARKUP_TITLE, quote=False)}</h1>" in (project / REPORT).read_text(
         encoding="utf-8")
+
+
+# ============================================================================ 8: one line
+
+STEP_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+
+
+def step(module: str, *args: str, prefix: tuple[str, ...] = (),
+         **kwargs) -> subprocess.CompletedProcess:
+    """``python -m lfwcnn.<module> ARGS`` as the workflow runs it; output captured."""
+    return subprocess.run([*prefix, sys.executable, "-m", f"lfwcnn.{module}", *args],
+                          env=STEP_ENV, capture_output=True, text=True, timeout=300,
+                          check=False, **kwargs)
+
+
+def one_error_line(result: subprocess.CompletedProcess, *culprits: str) -> str:
+    """The step failed with exactly one ``error:`` line naming every culprit, no traceback."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, output[-3000:]
+    for culprit in culprits:
+        assert culprit in errors[0], (culprit, errors[0])
+    return errors[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under ``folder`` with its bytes (None for folders), to see what changed."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes()
+            for p in sorted(folder.rglob("*"))}
+
+
+def tiny_dataset(path: Path) -> Dataset:
+    rng = np.random.default_rng(0)
+    data = Dataset(images=rng.integers(0, 255, (12, 8, 8, 3), dtype=np.uint8),
+                   labels=np.repeat([0, 1, 2], 4), class_names=np.array(["A_a", "B_b", "C_c"]),
+                   files=np.array([f"P/P_{i:04d}.jpg" for i in range(12)]))
+    save_dataset(path, data)
+    return data
+
+
+def broken_copies(good: Path, folder: Path) -> dict[str, Path]:
+    """Damaged versions of a zip-based file (.npz, .keras): each a different failure."""
+    body = good.read_bytes()
+    folder.mkdir(parents=True, exist_ok=True)
+    damaged = bytearray(body)
+    middle = len(body) // 2
+    damaged[middle:middle + 64] = bytes(64)  # a member's bytes zeroed: CRC or format error
+    cases = {"truncated": body[: len(body) // 3], "empty": b"", "text": b"<html>login</html>\n",
+             "zeroed": bytes(damaged), "end_cut": body[:-10]}
+    paths = {}
+    for name, content in cases.items():
+        paths[name] = folder / f"{name}{good.suffix}"
+        paths[name].write_bytes(content)
+    return paths
+
+
+def test_every_damaged_npz_is_one_line_naming_it(tmp_path: Path):
+    good = tmp_path / "good.npz"
+    tiny_dataset(good)
+    cases = broken_copies(good, tmp_path / "bad")
+    with zipfile.ZipFile(tmp_path / "bad" / "foreign.npz", "w") as archive:
+        archive.writestr("other.npy", b"not an array")
+    cases["foreign"] = tmp_path / "bad" / "foreign.npz"
+    np.savez(tmp_path / "bad" / "missing.npz", images=np.zeros((1, 2, 2, 3), np.uint8))
+    cases["missing"] = tmp_path / "bad" / "missing.npz"
+    cases["absent"] = tmp_path / "bad" / "absent.npz"
+    for name, path in cases.items():
+        with pytest.raises(LfwcnnError) as caught:
+            load_dataset(path)
+        assert str(path) in str(caught.value) and "\n" not in str(caught.value), name
+        with pytest.raises(LfwcnnError, match=f"^{re.escape(str(path))}: "):
+            load_npz(path, ["x"])
+    before = snapshot(tmp_path)
+    result = step("split", "--dataset", str(cases["truncated"]), "--out",
+                  str(tmp_path / "split.csv"), "--seed", "0")
+    one_error_line(result, str(cases["truncated"]), "cannot read as prepared dataset")
+    assert snapshot(tmp_path) == before
+
+
+def test_every_model_keras_refuses_is_one_line_naming_it(tmp_path: Path):
+    import keras
+
+    good = tmp_path / "good.keras"
+    keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                      keras.layers.Dense(3, activation="softmax")]).save(good)
+    cases = broken_copies(good, tmp_path / "bad")
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(tmp_path / "bad" / "config.keras",
+                                                          "w") as target:
+        for item in source.namelist():  # a config Keras cannot build a model from
+            target.writestr(item, b'{"class_name": 3}' if item == "config.json"
+                            else source.read(item))
+    cases["config"] = tmp_path / "bad" / "config.keras"
+    cases["folder"] = tmp_path / "bad" / "folder.keras"
+    cases["folder"].mkdir()
+    for name, path in cases.items():
+        with pytest.raises(LfwcnnError) as caught:
+            load_keras_model(path)
+        assert str(caught.value).startswith(f"{path}: ") and "\n" not in str(caught.value), name
+
+    tiny_dataset(tmp_path / "dataset.npz")
+    data = load_dataset(tmp_path / "dataset.npz")
+    save_split(tmp_path / "split.csv", data.files, np.arange(8), np.arange(8, 12))
+    before = snapshot(tmp_path)
+    result = step("evaluate", "--dataset", str(tmp_path / "dataset.npz"), "--split",
+                  str(tmp_path / "split.csv"), "--model", str(cases["config"]), "--out-dir",
+                  str(tmp_path / "eval"))
+    one_error_line(result, str(cases["config"]), "Keras cannot load this model")
+    assert snapshot(tmp_path) == before
+
+
+def test_yaml_syntax_error_in_the_config_names_file_and_line(tmp_path: Path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("data:\n  variant: funneled\n  crop: [1, 2\nseeds: [0]\n")
+    with pytest.raises(LfwcnnError, match=rf"^{broken}:4:\d+: not valid YAML \("):
+        read_config_file(broken)
+    broken.write_text("- a list\n")
+    with pytest.raises(LfwcnnError, match="must map keys to values, got list"):
+        read_config_file(broken)
+
+    project = make_project(tmp_path / "p", {"seeds": [0]})
+    config = project / "config" / "config.yaml"
+    config.write_text(config.read_text() + "train:\n\tepochs: 3\n")
+    before = snapshot(project)
+    result = snakemake(project, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output
+    lines = [line for line in output.splitlines() if "not valid YAML" in line]
+    assert len(lines) == 1 and re.match(r"config/config\.yaml:\d+:\d+: ", lines[0]), output
+    assert {k: v for k, v in snapshot(project).items() if not k.startswith(".snakemake")} \
+        == {k: v for k, v in before.items() if not k.startswith(".snakemake")}
+
+
+def test_a_broken_overlay_stops_snakemake_before_any_job(tmp_path: Path):
+    """An overlay given with --configfile is read by Snakemake itself, before the workflow
+    runs: its message names neither file nor line (a known limit, config/README.md), but the
+    run stops at once, with no traceback and nothing written."""
+    project = make_project(tmp_path / "p", {"seeds": [0]})
+    (project / "config" / "test.yaml").write_text("seeds: [0,\n")
+    result = snakemake(project, "-n")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "Traceback" not in output
+    assert "Config file is not valid JSON or YAML" in output
+    assert not (project / "results").exists() and not (project / "data").exists()
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 256 KiB tmpfs filled up (root may mount one); skipped where mounting is refused."""
+    folder = tmp_path / "full"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+                             capture_output=True, check=False)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        filler = folder / "users_file.bin"
+        with contextlib.suppress(OSError), filler.open("wb") as handle:
+            while True:
+                handle.write(b"x" * 4096)
+                handle.flush()
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_disk_full_is_one_line_naming_the_output_and_leaves_nothing(tmp_path, full_disk):
+    data = tiny_dataset(tmp_path / "dataset.npz")
+    out = full_disk / "split" / "seed0.csv"
+    (full_disk / "split").mkdir(exist_ok=True)
+    before = snapshot(full_disk)
+    result = step("split", "--dataset", str(tmp_path / "dataset.npz"), "--out", str(out),
+                  "--seed", "0")
+    one_error_line(result, f"{out}: cannot write (No space left on device)")
+    assert snapshot(full_disk) == before  # no temporary, no output, the user's file intact
+    # the same through the writers of arrays (np.savez into the temporary)
+    with pytest.raises(LfwcnnError, match=rf"^{full_disk / 'd.npz'}: cannot write \("):
+        save_dataset(full_disk / "d.npz", data)
+    assert snapshot(full_disk) == before
+
+
+def _file_size_limit(limit: int):
+    """For a child process: writes past ``limit`` bytes fail with EFBIG, as on a full disk."""
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return apply
+
+
+def test_a_write_that_fails_midway_is_one_line_and_leaves_no_temporary(tmp_path: Path):
+    """Wherever a tmpfs cannot be mounted: the kernel refuses writes past a size limit."""
+    tiny_dataset(tmp_path / "dataset.npz")
+    out = tmp_path / "out" / "dataset.npz"
+    before = snapshot(tmp_path)
+    code = ("import sys; from lfwcnn.cli import run; from lfwcnn.dataset import load_dataset,"
+            " save_dataset; sys.exit(run(lambda argv: save_dataset(sys.argv[2],"
+            " load_dataset(sys.argv[1])), []))")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "dataset.npz"), str(out)],
+                            env=STEP_ENV, capture_output=True, text=True, timeout=120,
+                            check=False, preexec_fn=_file_size_limit(1024))
+    one_error_line(result, f"{out}: cannot write (File too large)")
+    assert {k: v for k, v in snapshot(tmp_path).items() if k != "out"} == before
+
+
+def permissions_hold() -> tuple[str, ...]:
+    """A command prefix under which file permissions hold: root drops its power to bypass
+    them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH) for the child, as an ordinary user has."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be made to hold")
+    return ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+
+
+def test_permission_denied_is_one_line_naming_the_file(tmp_path: Path):
+    folder, user = tmp_path, {"prefix": permissions_hold()}
+    tiny_dataset(folder / "dataset.npz")
+    (folder / "dataset.npz").chmod(0o000)
+    result = step("split", "--dataset", str(folder / "dataset.npz"), "--out",
+                  str(folder / "split.csv"), "--seed", "0", **user)
+    one_error_line(result, f"{folder / 'dataset.npz'}: ", "Permission denied")
+    (folder / "dataset.npz").chmod(0o644)
+
+    locked = folder / "locked"
+    locked.mkdir(mode=0o555)
+    locked.chmod(0o555)
+    before = snapshot(folder)
+    result = step("split", "--dataset", str(folder / "dataset.npz"), "--out",
+                  str(locked / "split.csv"), "--seed", "0", **user)
+    one_error_line(result, f"{locked / 'split.csv'}: cannot write (", "Permission denied")
+    assert snapshot(folder) == before
+    # the last line of defence: an OSError no step turned into a message
+    assert describe_os_error(PermissionError(13, "Permission denied", "/x/y")) \
+        == "/x/y: Permission denied"

@@ -25,6 +25,30 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return path or "<top level>"
 
 
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML config file as a mapping; a syntax error is one line with its file and line.
+
+    Snakemake's own message for a broken config file names neither the file nor the line,
+    so the workflow reads its config file here first.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = " ".join(filter(None, [err.context, err.problem]))
+        raise LfwcnnError(f"{where}: not valid YAML ({problem})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise LfwcnnError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    except OSError as err:
+        raise LfwcnnError(f"{path}: cannot read ({err.strerror})") from None
+    if not isinstance(config, dict):
+        raise LfwcnnError(f"{path}: a config file must map keys to values, got "
+                          f"{type(config).__name__}")
+    return config
+
+
 def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> dict[str, Any]:
     """Validate ``config`` in place against the schema, fill its defaults, check cross-key rules.
 

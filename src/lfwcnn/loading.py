@@ -17,6 +17,7 @@ import numpy as np
 from lfwcnn.errors import LfwcnnError
 
 MAX_REASON = 300  # characters of the library's own message kept in the one line
+ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive's first member, or an empty one
 
 
 def reason(err: BaseException) -> str:
@@ -24,6 +25,17 @@ def reason(err: BaseException) -> str:
     text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
     text = " ".join(text.split()) or type(err).__name__
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def _check_zip(path: str | os.PathLike, what: str) -> None:
+    """Both formats are zip archives: say so plainly for anything else (an HTML page, an
+    empty or truncated download), where NumPy would talk of pickles and Keras of a missing
+    file."""
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+    if start not in ZIP_STARTS:
+        problem = "not a zip archive" if start else "empty file"
+        raise LfwcnnError(f"{path}: not a {what} ({problem})")
 
 
 def load_npz(
@@ -34,6 +46,7 @@ def load_npz(
     Pickled objects stay refused (``allow_pickle=False``): an ``.npz`` is data, never code.
     """
     try:
+        _check_zip(path, what)
         with np.load(path, allow_pickle=False) as npz:
             missing = [name for name in names or () if name not in npz.files]
             if missing:
@@ -52,6 +65,9 @@ def load_keras_model(path: str | os.PathLike):
     if not Path(path).is_file():
         raise LfwcnnError(f"{path}: no such model file")
     try:
+        _check_zip(path, ".keras model")
         return keras.models.load_model(path)
+    except LfwcnnError:
+        raise
     except Exception as err:  # Keras refuses a file with any type: name it
         raise LfwcnnError(f"{path}: Keras cannot load this model ({reason(err)})") from None
