@@ -15,6 +15,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import zipfile
@@ -25,6 +26,7 @@ import pytest
 from lfw_fixtures import make_lfw_tree
 from workflow_runner import ROOT, make_project, snakemake
 
+from lfwcnn.atomic import atomic_dir, remove_dead_temporaries
 from lfwcnn.cli import describe_os_error
 from lfwcnn.config import read_config_file, read_step_json, step_json
 from lfwcnn.dataset import Dataset, load_dataset, save_dataset, save_split
@@ -231,7 +233,8 @@ def test_yaml_syntax_error_in_the_config_names_file_and_line(tmp_path: Path):
 def test_a_broken_overlay_stops_snakemake_before_any_job(tmp_path: Path):
     """An overlay given with --configfile is read by Snakemake itself, before the workflow
     runs: its message names neither file nor line (a known limit, config/README.md), but the
-    run stops at once, with no traceback and nothing written."""
+    run stops at once, with no traceback and nothing written; ``python -m lfwcnn.config``
+    names both."""
     project = make_project(tmp_path / "p", {"seeds": [0]})
     (project / "config" / "test.yaml").write_text("seeds: [0,\n")
     result = snakemake(project, "-n")
@@ -239,6 +242,9 @@ def test_a_broken_overlay_stops_snakemake_before_any_job(tmp_path: Path):
     assert result.returncode != 0 and "Traceback" not in output
     assert "Config file is not valid JSON or YAML" in output
     assert not (project / "results").exists() and not (project / "data").exists()
+    overlay = project / "config" / "test.yaml"
+    checked = step("config", str(project / "config" / "config.yaml"), str(overlay))
+    one_error_line(checked, f"{overlay}:2:1: not valid YAML (")
 
 
 @pytest.fixture
@@ -329,3 +335,113 @@ def test_permission_denied_is_one_line_naming_the_file(tmp_path: Path):
     # the last line of defence: an OSError no step turned into a message
     assert describe_os_error(PermissionError(13, "Permission denied", "/x/y")) \
         == "/x/y: Permission denied"
+
+
+# ============================================================================ 9: temporaries
+
+KILLED_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from lfwcnn.atomic import atomic_dir, atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    tmp.write_text("half a table")
+    with atomic_dir(sys.argv[2]) as folder:
+        (folder / "half.txt").write_text("half a folder")
+        if len(sys.argv) > 3:  # a live writer: hold on until told to stop
+            print("ready", flush=True)
+            sys.stdin.read()
+            sys.exit(0)
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def temporaries(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".part"))
+
+
+def start_writer(out: Path, folder: Path, *, live: bool) -> subprocess.Popen:
+    """A step writing ``out`` and ``folder`` through atomic.py: killed midway, or kept alive."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(out), str(folder), *(["live"] * live)],
+        env=STEP_ENV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if live:
+        assert process.stdout.readline().strip() == "ready"
+    else:
+        assert process.wait(timeout=60) == -signal.SIGKILL
+    return process
+
+
+def test_temporaries_of_a_killed_step_go_when_it_runs_again_and_live_ones_stay(tmp_path):
+    tiny_dataset(tmp_path / "dataset.npz")
+    out_dir = tmp_path / "split"
+    out = out_dir / "seed0.csv"
+    start_writer(out, out_dir / "folder", live=False)
+    dead = temporaries(out_dir)
+    assert len(dead) == 2, dead  # the table's and the folder's, both left by the kill
+    foreign = out_dir / ".seed0.csv.otherhost-1.abcd1234.part"  # another host's: unknown
+    foreign.write_text("another machine's")
+    users = out_dir / ".seed0.csv.mine.part.txt"  # not of our form
+    users.write_text("a user's file")
+    live = start_writer(out, out_dir / "folder", live=True)
+    alive = sorted(set(temporaries(out_dir)) - set(dead) - {foreign.name})
+    assert len(alive) == 2, alive
+    try:
+        result = step("split", "--dataset", str(tmp_path / "dataset.npz"), "--out", str(out),
+                      "--seed", "0")
+        assert result.returncode == 0, result.stderr
+        assert out.read_text().startswith("file,subset\n")
+        # the dead step's table temporary is gone; the live run's and the foreign host's stay
+        left = temporaries(out_dir)
+        assert foreign.name in left and users.exists()
+        assert not any(name in left for name in dead if name.startswith(".seed0.csv."))
+        assert all(name in left for name in alive)
+        # the next writer of the folder removes the dead folder temporary too, not the live one
+        with atomic_dir(out_dir / "folder") as folder:
+            (folder / "whole.txt").write_text("done")
+        assert set(temporaries(out_dir)) == set(alive) | {foreign.name}
+    finally:
+        live.communicate("", timeout=60)
+    assert live.returncode == 0
+    assert temporaries(out_dir) == [foreign.name]  # the live run finished and cleaned up
+
+
+def test_remove_dead_temporaries_touches_only_dead_ones_of_this_output(tmp_path):
+    final = tmp_path / "a.csv"
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(done.stdout)
+    host = socket.gethostname()
+    host = re.sub(r"[^A-Za-z0-9]", "-", host)
+    names = {
+        "dead": f".a.csv.{host}-{dead_pid}.x1y2z3ab.part",
+        "dead_dir": f".a.csv.{host}-{dead_pid}.q1w2e3r4.part",
+        "mine": f".a.csv.{host}-{os.getpid()}.abcdefgh.part",
+        "other_output": f".a.csv.bak.{host}-{dead_pid}.abcdefgh.part",
+        "old_style": ".a.csv.k2j3h4g5.part",
+    }
+    for key, name in names.items():
+        if key == "dead_dir":
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "inner.txt").write_text("x")
+        else:
+            (tmp_path / name).write_text(key)
+    removed = remove_dead_temporaries(final)
+    assert sorted(p.name for p in removed) == sorted([names["dead"], names["dead_dir"]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [names["mine"], names["other_output"], names["old_style"]])
+
+
+def test_workflow_run_removes_temporaries_a_killed_job_left(lfw_tree, tmp_path):
+    project = make_project(tmp_path / "p", {
+        "data": {"source": str(lfw_tree), "min_images_per_person": 5, "image_size": 32},
+        "seeds": [0]})
+    split_dir = project / "data" / "split" / "funneled"
+    split_dir.mkdir(parents=True)
+    start_writer(split_dir / "seed0.csv", split_dir / "scratch", live=False)
+    assert len(temporaries(split_dir)) == 2
+    result = snakemake(project, "data/split/funneled/seed0.csv")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # the split job removed the dead temporary of its output; the other is no output's of
+    # this run (a dead folder temporary waits for the next writer of that folder)
+    assert [name for name in temporaries(split_dir) if name.startswith(".seed0.csv.")] == []
+    assert (split_dir / "seed0.csv").read_text().startswith("file,subset\n")

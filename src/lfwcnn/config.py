@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import jsonschema
@@ -99,3 +101,19 @@ def read_step_json(text: str, what: str) -> Any:
         return json.loads(text)
     except ValueError as err:
         raise LfwcnnError(f"{what} is not JSON ({err})") from None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m lfwcnn.config FILE...``: check config files' YAML syntax, one line each.
+
+    Snakemake reads an overlay given with ``--configfile`` before the workflow runs, and its
+    message for a syntax error names neither the file nor the line; this names both.
+    """
+    for path in sys.argv[1:] if argv is None else argv:
+        read_config_file(path)
+
+
+if __name__ == "__main__":
+    from lfwcnn.cli import run
+
+    raise SystemExit(run(main))
