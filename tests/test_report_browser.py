@@ -212,3 +212,41 @@ def test_report_opens_offline_in_chromium_on_wide_and_phone_screens(chromium, tm
         Path(keep).mkdir(parents=True, exist_ok=True)
         for shot in (desktop, phone):
             shutil.copy(shot, Path(keep) / shot.name)
+
+
+INJECTION_FACTS = """(() => ({
+  injected: window.__injected === undefined ? null : window.__injected,
+  strayImages: document.querySelectorAll('img[src="x"]').length,
+  // Snakemake's data blocks, each a <script> of its own: all ran to their end
+  dataLoaded: [typeof results, typeof rules, typeof categories, typeof metadata]
+    .every(t => t === 'object'),
+  text: document.body.innerText,
+}))()"""
+
+
+def test_markup_in_config_and_names_injects_nothing_in_either_report(chromium, tmp_path_factory):
+    """Markup in report.title, a person's folder name and the source path (issue 13, point 6):
+    Snakemake's --report and the project's report both load without an error, and no element
+    or handler of that markup exists in either page; the project's report shows it as text."""
+    from test_hostile_errors import MARKUP_PERSON, MARKUP_TITLE, REPORT, markup_run
+
+    project = markup_run(tmp_path_factory)
+    page = open_tab(chromium)
+    try:
+        page.open((project / "report.html").resolve().as_uri())
+        time.sleep(1)  # the React app renders after the load event
+        facts = page.evaluate(INJECTION_FACTS)
+        assert (facts["injected"], facts["strayImages"]) == (None, 0), facts["injected"]
+        assert facts["dataLoaded"] and "Loading Snakemake Report" not in facts["text"]
+        assert page.errors() == []
+
+        page.events.clear()
+        page.open((project / REPORT).resolve().as_uri())
+        facts = page.evaluate(INJECTION_FACTS)
+        assert (facts["injected"], facts["strayImages"]) == (None, 0)
+        assert page.evaluate("document.querySelector('h1').textContent") == MARKUP_TITLE
+        assert page.evaluate("document.title") == MARKUP_TITLE
+        assert MARKUP_PERSON.replace("\t", " ") in facts["text"].replace("\t", " ")
+        assert page.errors() == []
+    finally:
+        page.ws.close()

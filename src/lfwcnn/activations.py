@@ -32,8 +32,10 @@ import numpy as np
 
 from lfwcnn.atomic import atomic_path, write_text
 from lfwcnn.cli import run
+from lfwcnn.config import read_step_json
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.loading import load_keras_model
 from lfwcnn.model import scale_pixels
 from lfwcnn.ownership import check_outputs, in_folder
 
@@ -112,17 +114,6 @@ def choose_image(data: Dataset, test_idx: np.ndarray, *, image: str | None = Non
 
 
 # ----------------------------------------------------------------------------- the model
-
-
-def load_model(path: str | os.PathLike):
-    import keras
-
-    if not Path(path).is_file():
-        raise LfwcnnError(f"{path}: no such model file")
-    try:
-        return keras.models.load_model(path)
-    except (OSError, ValueError) as err:
-        raise LfwcnnError(f"{path}: cannot load the model ({err})") from None
 
 
 def feature_layers(model, names: Sequence[str] | None = None) -> list[str]:
@@ -274,7 +265,7 @@ def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
     """
     start = time.perf_counter()
     choice = choose_image(data, test_idx, image=image, person=person)
-    model = load_model(model_path)
+    model = load_keras_model(model_path)
     expected = tuple(model.input_shape[1:])
     if expected != data.images.shape[1:]:
         raise LfwcnnError(f"{model_path}: the model takes images of {expected}, the dataset "
@@ -343,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         "and pool<N> layer of the model)")
     parser.add_argument("--image", help="test image to draw: Person/Person_NNNN.jpg or its name")
     parser.add_argument("--person", help="draw this person's first test image")
+    parser.add_argument("--choice-json", help="the activations config ({image, person}) as "
+                        "JSON, as the workflow passes it (--image/--person take precedence)")
     parser.add_argument("--seed", type=int, help="training seed of the model (recorded)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--out-dir", required=True)
@@ -351,11 +344,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise LfwcnnError(f"batch size must be at least 1, got {args.batch_size}")
     check_outputs(in_folder("--out-dir", args.out_dir, OUTPUTS),
                   {"--model": args.model, "--dataset": args.dataset, "--split": args.split})
+    choice = read_step_json(args.choice_json, "--choice-json") if args.choice_json else {}
     data = load_dataset(args.dataset)
     _, test_idx = load_split(args.split, data)
     provenance = {"seed": args.seed, "model": str(args.model), "split": str(args.split)}
     summary = export(args.model, data, test_idx, args.out_dir, layers=args.layers,
-                     image=args.image, person=args.person, batch_size=args.batch_size,
+                     image=args.image or choice.get("image"),
+                     person=args.person or choice.get("person"), batch_size=args.batch_size,
                      provenance=provenance)
     for row in summary["layers"]:
         log.info("%s %dx%dx%d: %.1f %% zero activations, %.1f %% blank maps (mean over %d "

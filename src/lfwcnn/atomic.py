@@ -1,13 +1,109 @@
-"""Write outputs all-or-nothing: a failed step must never leave a half-written file behind."""
+"""Write outputs all-or-nothing: a failed step must never leave a half-written file behind.
+
+Every output is written to a temporary beside it, ``.<name>.<host>-<pid>.<random>.part``,
+and renamed into place at the end. A failure removes the temporary and is one line naming
+the final file (a full disk, a folder without write permission). A step killed outright
+(``kill -9``, a lost node) cannot clean up, so whoever next writes the same output removes
+the temporaries left for it by dead processes: those whose host is this one and whose
+process is gone. A temporary of a live process (two runs at once) or of another host is
+never touched.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from lfwcnn.errors import LfwcnnError
+
+log = logging.getLogger(__name__)
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "-", socket.gethostname()) or "host"
+
+
+def _owner_tag() -> str:
+    """``<host>-<pid>``: who made a temporary, so a later run can tell whether it is alive."""
+    return f"{_host()}-{os.getpid()}"
+
+
+def _temp_pattern(final: Path) -> re.Pattern:
+    return re.compile(
+        rf"\.{re.escape(final.name)}\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.\w+\.part(\..*)?"
+    )
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def remove_dead_temporaries(final: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries beside ``final`` whose writer (on this host) has died.
+
+    Only names of our own form for this very output are considered; a temporary whose
+    process still runs, or which was made on another host, stays. Returns what was removed.
+    """
+    final = Path(final)
+    pattern, host, removed = _temp_pattern(final), _host(), []
+    try:
+        siblings = list(final.parent.iterdir())
+    except OSError:
+        return removed
+    for path in siblings:
+        match = pattern.fullmatch(path.name)
+        if not match or match["host"] != host or _process_alive(int(match["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+            log.info("removed %s, left by a step that was killed while writing %s", path, final)
+    return removed
+
+
+def _write_error(final: Path, err: OSError, tmp: Path | None) -> LfwcnnError:
+    """One line naming the final file, not its temporary, and the system's reason; and the
+    file the system named too when that is neither (a folder it could not make, an input)."""
+    culprit = None if err.filename is None else Path(err.filename)
+    ours = culprit is None or culprit == final or _temp_pattern(final).fullmatch(culprit.name) \
+        or (tmp is not None and tmp in culprit.parents)
+    detail = "" if ours else f"{culprit}: "
+    return LfwcnnError(f"{final}: cannot write ({detail}{err.strerror or err})")
+
+
+@contextlib.contextmanager
+def scratch_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside ``final`` (same file system: ``os.replace`` from it is atomic),
+    named like every temporary here and removed at the end whatever happens."""
+    final = Path(final)
+    tmp_path = None
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_temporaries(final)
+        tmp_path = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_owner_tag()}.", suffix=".part",
+                                         dir=final.parent))
+        yield tmp_path
+    except OSError as err:
+        raise _write_error(final, err, tmp_path) from None
+    finally:
+        if tmp_path is not None and tmp_path.exists():
+            shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -15,35 +111,38 @@ def atomic_path(final: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]
     """Yield a temporary path beside ``final``; move it into place only if the block succeeds.
 
     The temporary lives in the same folder so the final ``os.replace`` is atomic. ``suffix``
-    keeps extensions that writers insist on (``np.savez`` appends ``.npz`` otherwise).
+    keeps extensions that writers insist on (``np.savez`` appends ``.npz`` otherwise). An
+    ``OSError`` (disk full, permission denied) becomes one line naming ``final``.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part" + suffix, dir=final.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes 0600; outputs should read like any file
+    tmp_path = None
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        remove_dead_temporaries(final)
+        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{_owner_tag()}.",
+                                   suffix=".part" + suffix, dir=final.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes 0600; outputs should read like any file
         yield tmp_path
         os.replace(tmp_path, final)
+    except OSError as err:
+        raise _write_error(final, err, tmp_path) from None
     finally:
-        tmp_path.unlink(missing_ok=True)
+        if tmp_path is not None:
+            with contextlib.suppress(OSError):
+                tmp_path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Like :func:`atomic_path` for a folder: filled in a temporary sibling, renamed at the end."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
-    try:
+    with scratch_dir(final) as tmp_path:
         yield tmp_path
         if final.exists() or final.is_symlink():
-            raise FileExistsError(f"{final} appeared while it was being written")
+            raise LfwcnnError(f"{final} appeared while it was being written")
         os.replace(tmp_path, final)
-    finally:
-        if tmp_path.exists():
-            shutil.rmtree(tmp_path)
 
 
 def _umask() -> int:

@@ -10,11 +10,26 @@ from lfwcnn.errors import LfwcnnError
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> int:
-    """Run a step's ``main``; turn an ``LfwcnnError`` into ``error: ...`` on stderr and exit 1."""
+    """Run a step's ``main``; turn an ``LfwcnnError`` into ``error: ...`` on stderr and exit 1.
+
+    An ``OSError`` that no step turned into an ``LfwcnnError`` (a full disk, a denied
+    permission, a read-only file system) is one such line too, naming the file the system
+    named: the last line of defence against a traceback.
+    """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         main(argv)
     except LfwcnnError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def describe_os_error(err: OSError) -> str:
+    """``file: reason`` (``file -> other: reason`` for a rename) on one line."""
+    files = " -> ".join(str(name) for name in (err.filename, err.filename2) if name is not None)
+    reason = err.strerror or " ".join(str(err).split()) or type(err).__name__
+    return f"{files}: {reason}" if files else reason

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import jsonschema
@@ -11,6 +14,8 @@ import yaml
 from lfwcnn.errors import LfwcnnError
 
 IMAGE_SIDE = 250  # every LFW image is 250x250; crop boxes are in these pixel coordinates
+# Characters that open or close markup, as JSON escapes that decode to the same characters.
+_MARKUP_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:
@@ -20,6 +25,30 @@ def _key_path(error: jsonschema.ValidationError) -> str:
         extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
         path = ".".join(filter(None, [path, extra[0] if extra else ""]))
     return path or "<top level>"
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A YAML config file as a mapping; a syntax error is one line with its file and line.
+
+    Snakemake's own message for a broken config file names neither the file nor the line,
+    so the workflow reads its config file here first.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = " ".join(filter(None, [err.context, err.problem]))
+        raise LfwcnnError(f"{where}: not valid YAML ({problem})") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise LfwcnnError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    except OSError as err:
+        raise LfwcnnError(f"{path}: cannot read ({err.strerror})") from None
+    if not isinstance(config, dict):
+        raise LfwcnnError(f"{path}: a config file must map keys to values, got "
+                          f"{type(config).__name__}")
+    return config
 
 
 def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> dict[str, Any]:
@@ -49,3 +78,42 @@ def _check_crop(crop: dict[str, list[int]]) -> None:
                 f"config key data.crop.{axis}: {[start, stop]} must satisfy "
                 f"0 <= start < stop <= {IMAGE_SIDE}"
             )
+
+
+def step_json(value: Any) -> str:
+    """``value`` as JSON for a rule's ``params``, with no markup character in it.
+
+    Snakemake copies every ``params`` value of a job that made a report file, unescaped, into
+    a ``<script>`` block of its ``--report``; a title or path holding ``</script>`` would end
+    that block. So a free-form string (title, name, path, URL) reaches a rule only inside
+    this JSON, where ``<``, ``>`` and ``&`` are ``\\u`` escapes; :func:`read_step_json` (plain
+    ``json.loads``) gives back the same value.
+    """
+    text = json.dumps(value, ensure_ascii=True)
+    for char, escape in _MARKUP_ESCAPES.items():
+        text = text.replace(char, escape)
+    return text
+
+
+def read_step_json(text: str, what: str) -> Any:
+    """Decode a :func:`step_json` value; one line naming ``what`` if it is not JSON."""
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise LfwcnnError(f"{what} is not JSON ({err})") from None
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m lfwcnn.config FILE...``: check config files' YAML syntax, one line each.
+
+    Snakemake reads an overlay given with ``--configfile`` before the workflow runs, and its
+    message for a syntax error names neither the file nor the line; this names both.
+    """
+    for path in sys.argv[1:] if argv is None else argv:
+        read_config_file(path)
+
+
+if __name__ == "__main__":
+    from lfwcnn.cli import run
+
+    raise SystemExit(run(main))

@@ -14,6 +14,7 @@ import numpy as np
 
 from lfwcnn.atomic import atomic_path, write_text
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.loading import load_npz
 from lfwcnn.tables import read_rows, table_text
 
 ARRAYS = ("images", "labels", "class_names", "files")
@@ -47,14 +48,7 @@ def save_dataset(path: str | os.PathLike, data: Dataset) -> None:
 
 def load_dataset(path: str | os.PathLike) -> Dataset:
     """Load and check a prepared ``.npz``; a wrong shape or label is a one-line error."""
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            missing = [name for name in ARRAYS if name not in npz.files]
-            if missing:
-                raise LfwcnnError(f"{path}: not a prepared dataset, arrays missing: {missing}")
-            data = Dataset(**{name: npz[name] for name in ARRAYS})
-    except (OSError, ValueError) as err:
-        raise LfwcnnError(f"{path}: cannot read prepared dataset ({err})") from None
+    data = Dataset(**load_npz(path, ARRAYS, what="prepared dataset"))
     _check(path, data)
     return data
 

@@ -22,6 +22,7 @@ from lfwcnn.atomic import atomic_path, write_text
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.loading import load_keras_model
 from lfwcnn.model import scale_pixels
 from lfwcnn.ownership import check_outputs, in_folder
 
@@ -67,12 +68,7 @@ def predict(model_path: str | os.PathLike, images: np.ndarray, batch_size: int =
     # a RuntimeError means the runtime already started in this process: placement then stays
     with contextlib.suppress(RuntimeError):
         tf.config.set_visible_devices([], "GPU")
-    import keras
-
-    try:
-        model = keras.models.load_model(model_path)
-    except (OSError, ValueError) as err:
-        raise LfwcnnError(f"{model_path}: cannot load the model ({err})") from None
+    model = load_keras_model(model_path)
     expected = tuple(model.input_shape[1:])
     if expected != images.shape[1:]:
         raise LfwcnnError(

@@ -35,6 +35,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from lfwcnn import loading  # noqa: E402
 from lfwcnn.atomic import atomic_path, write_text  # noqa: E402
 from lfwcnn.cli import run  # noqa: E402
 from lfwcnn.errors import LfwcnnError  # noqa: E402
@@ -357,11 +358,7 @@ def paper_figure_numbers(layers: Sequence[str]) -> dict[str, str]:
 
 
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (OSError, ValueError) as err:
-        raise LfwcnnError(f"{path}: cannot read ({err})") from None
+    return loading.load_npz(path)
 
 
 def draw_activations(folder: str | os.PathLike, out_dir: str | os.PathLike | None = None,

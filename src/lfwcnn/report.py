@@ -50,6 +50,7 @@ from lfwcnn.claims import (
     verdict_c6,
 )
 from lfwcnn.cli import run
+from lfwcnn.config import read_step_json
 from lfwcnn.devices import cpu_model
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.ownership import check_outputs, listed
@@ -124,6 +125,12 @@ def package_versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
+
+
+def package_checkout() -> str | None:
+    """The checkout this package runs from (``<checkout>/src/lfwcnn``, as in a workflow job)."""
+    src = Path(__file__).resolve().parents[1]
+    return str(src.parent) if src.name == "src" else None
 
 
 def git_state(repo: str | os.PathLike | None) -> dict:
@@ -436,9 +443,10 @@ def write_report(inputs: Inputs, out: str | os.PathLike) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--title", default=Inputs.title)
+    parser.add_argument("--title", help="default: the config's report.title")
     parser.add_argument("--config-json", help="the workflow's config as JSON (shown as YAML)")
-    parser.add_argument("--repo", help="source checkout, for the git commit")
+    parser.add_argument("--repo", default=package_checkout(),
+                        help="source checkout, for the git commit (default: this package's)")
     parser.add_argument("--summary", required=True, help="data summary.json")
     parser.add_argument("--source", help="source.json of the obtain step")
     parser.add_argument("--manifest", help="manifest.csv (its sha256 is shown)")
@@ -458,10 +466,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--sweep-figure", help="accuracy.png of lfwcnn.sweep_summary")
     parser.add_argument("--out", required=True, help="HTML file to write")
     args = parser.parse_args(argv)
-    try:
-        config = json.loads(args.config_json) if args.config_json else {}
-    except ValueError as err:
-        raise LfwcnnError(f"--config-json is not JSON ({err})") from None
+    config = read_step_json(args.config_json, "--config-json") if args.config_json else {}
+    title = args.title or config.get("report", {}).get("title") or Inputs.title
     check_outputs({"--out": args.out}, {
         "--summary": args.summary, "--source": args.source, "--manifest": args.manifest,
         "--dataset": args.dataset, **listed("--splits", args.splits),
@@ -477,7 +483,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         figures_dir=args.figures_dir, activations_dir=args.activations_dir,
         backprop_json=args.backprop_json, backprop_html=args.backprop_html,
         benchmarks=args.benchmarks, sweep_summary=args.sweep_summary,
-        sweep_figure=args.sweep_figure, config=config, repo=args.repo, title=args.title)
+        sweep_figure=args.sweep_figure, config=config, repo=args.repo, title=title)
     context = write_report(inputs, args.out)
     log.info("%s Report: %s", context["headline"], args.out)
 

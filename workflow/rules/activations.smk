@@ -52,7 +52,7 @@ rule export_activations:
     shell:
         "python -m lfwcnn.activations --model {input.model:q} --dataset {input.dataset:q}"
         " --split {input.split:q} --seed {wildcards.seed} --layers {params.layers}"
-        " {params.choice} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        " --choice-json {params.choice:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
 
 
 rule draw_activations:

@@ -3,13 +3,14 @@
 # lfwcnn.sweep: a run ({run}) is one combination of sweep values, a dataset ({dataset}) the
 # data/split part of a run, shared by runs that agree on it, and a source ({source}) the LFW
 # images a dataset is prepared from. Without a sweep all three are named after data.variant.
-import json
+# params carry numbers, enum values and paths built from names; a free-form string (title,
+# person, path) goes through step_json, since Snakemake's --report embeds params unescaped.
 import re
 import shlex
 import sys
 from pathlib import Path
 
-from lfwcnn.config import check_config
+from lfwcnn.config import check_config, step_json
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.jobs import export_job_environment
 from lfwcnn.sources import archive_for, classify_source
@@ -211,11 +212,8 @@ def evaluate_setting(key):
 
 
 def activation_choice(wildcards):
-    """--image / --person from the run's activations config (both null: the first test image)."""
-    chosen = run_config(wildcards)["activations"]
-    return " ".join(
-        f"--{key} {shlex.quote(chosen[key])}" for key in ("image", "person") if chosen[key]
-    )
+    """The run's activations config (image, person) as markup-free JSON (see step_json)."""
+    return step_json(run_config(wildcards)["activations"])
 
 
 def run_seed_files(run, pattern):

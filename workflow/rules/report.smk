@@ -1,6 +1,5 @@
 # The HTML report (results/report/index.html): every figure of the paper and a verdict,
 # computed from the outputs, for each claim C1-C6. Needs activations.smk (FEATURE_LAYERS).
-import json
 
 
 # The report describes the first run (the only one without a sweep) in full; with a sweep it
@@ -135,7 +134,7 @@ rule summarize_sweep:
             labels={"figure": "accuracy per run"},
         ),
     params:
-        plan=json.dumps(SWEEP.table()),
+        plan=step_json(SWEEP.table()),
     conda:
         "../envs/lfwcnn.yaml"
     log:
@@ -158,10 +157,9 @@ rule write_report:
             labels={"report": "verdicts and figures (self-contained HTML)"},
         ),
     params:
-        title=config["report"]["title"],
-        # the configuration of the run the report describes (the first, with a sweep)
-        config=json.dumps(FIRST_RUN.config),
-        repo=str(Path(workflow.basedir).parent),
+        # the configuration of the run the report describes (the first, with a sweep), its
+        # report.title included; the step finds the checkout from its own package
+        config=step_json(FIRST_RUN.config),
         figures=lambda w, input: os.path.dirname(input.figures[0]),
         activations=lambda w, input: os.path.dirname(input.activation_record),
         optional=OPTIONAL_ARGS,
@@ -170,8 +168,8 @@ rule write_report:
     log:
         "logs/report/report.log",
     shell:
-        "python -m lfwcnn.report --title {params.title:q} --config-json {params.config:q}"
-        " --repo {params.repo:q} --summary {input.summary:q} --source {input.source:q}"
+        "python -m lfwcnn.report --config-json {params.config:q}"
+        " --summary {input.summary:q} --source {input.source:q}"
         " --manifest {input.manifest:q} --dataset {input.dataset:q} --splits {input.splits:q}"
         " --histories {input.histories:q} --train-infos {input.train_infos:q}"
         " --metrics {input.metrics:q} --aggregate {input.aggregate:q}"

@@ -1,0 +1,73 @@
+"""Read the package's binary files (.npz arrays, .keras models) with one line on any failure.
+
+A truncated, foreign or damaged file makes NumPy, zipfile, h5py or Keras raise almost any
+exception type (BadZipFile, EOFError, ValueError, KeyError, TypeError, OSError, ...), often
+with a multi-line message. Every reader goes through here, so each of them ends in one
+:class:`LfwcnnError` naming the file instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from lfwcnn.errors import LfwcnnError
+
+MAX_REASON = 300  # characters of the library's own message kept in the one line
+ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive's first member, or an empty one
+
+
+def reason(err: BaseException) -> str:
+    """The library's message on one line (OSError: its strerror), type name when empty."""
+    text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    text = " ".join(text.split()) or type(err).__name__
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+
+
+def _check_zip(path: str | os.PathLike, what: str) -> None:
+    """Both formats are zip archives: say so plainly for anything else (an HTML page, an
+    empty or truncated download), where NumPy would talk of pickles and Keras of a missing
+    file."""
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+    if start not in ZIP_STARTS:
+        problem = "not a zip archive" if start else "empty file"
+        raise LfwcnnError(f"{path}: not a {what} ({problem})")
+
+
+def load_npz(
+    path: str | os.PathLike, names: Sequence[str] | None = None, *, what: str = ".npz file"
+) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` (or only ``names``, all required), read into memory.
+
+    Pickled objects stay refused (``allow_pickle=False``): an ``.npz`` is data, never code.
+    """
+    try:
+        _check_zip(path, what)
+        with np.load(path, allow_pickle=False) as npz:
+            missing = [name for name in names or () if name not in npz.files]
+            if missing:
+                raise LfwcnnError(f"{path}: not a {what}, arrays missing: {missing}")
+            return {name: npz[name] for name in (names or npz.files)}
+    except LfwcnnError:
+        raise
+    except Exception as err:  # a damaged file raises any type: name the file
+        raise LfwcnnError(f"{path}: cannot read as {what} ({reason(err)})") from None
+
+
+def load_keras_model(path: str | os.PathLike):
+    """A ``.keras`` model, loaded in Keras's safe mode (no Lambda layers: no code runs)."""
+    import keras
+
+    if not Path(path).is_file():
+        raise LfwcnnError(f"{path}: no such model file")
+    try:
+        _check_zip(path, ".keras model")
+        return keras.models.load_model(path)
+    except LfwcnnError:
+        raise
+    except Exception as err:  # Keras refuses a file with any type: name it
+        raise LfwcnnError(f"{path}: Keras cannot load this model ({reason(err)})") from None
