@@ -31,6 +31,7 @@ from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lfwcnn.atomic import write_text
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
 
@@ -190,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     text = json.dumps(record, indent=2)
     print(text)
     if args.json:
-        Path(args.json).write_text(text + "\n")
+        write_text(args.json, text + "\n")
 
 
 if __name__ == "__main__":

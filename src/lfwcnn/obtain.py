@@ -13,12 +13,10 @@ import json
 import logging
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from lfwcnn.atomic import write_text
+from lfwcnn.atomic import scratch_dir, write_text
 from lfwcnn.cli import run
 from lfwcnn.download import (
     DEFAULT_LIMITS,
@@ -60,13 +58,9 @@ def link_folder(folder: Path, images: Path) -> None:
 
 def unpack_archive(archive: Path, images: Path, limits: ExtractLimits = DEFAULT_LIMITS) -> None:
     """Extract beside ``images`` and move the archive's person-folder root into place."""
-    images.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{images.name}.", dir=images.parent))
-    try:
+    with scratch_dir(images) as scratch:
         root = extract_archive(archive, scratch / "tree", limits)
         os.replace(root, images)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def obtain(

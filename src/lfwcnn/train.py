@@ -31,6 +31,7 @@ from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.devices import claim_job_devices, cpu_model
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.loading import reason
 from lfwcnn.model import (
     DROPOUT_PLACEMENTS,
     build_model,
@@ -367,8 +368,8 @@ def train(
             model.optimizer.build(model.trainable_variables)  # so its state can be loaded
             try:
                 model.load_weights(snapshot.weights)
-            except (OSError, ValueError) as err:
-                raise LfwcnnError(f"backup {snapshot.weights} is unreadable ({err}); "
+            except Exception as err:  # noqa: BLE001 - whatever Keras says, one line
+                raise LfwcnnError(f"backup {snapshot.weights} is unreadable ({reason(err)}); "
                                   f"delete {backup_dir} to start over") from None
             history = list(snapshot.history)
             log.info("resuming from %s after epoch %d", backup_dir, snapshot.epoch)
