@@ -179,13 +179,13 @@ def test_files_dvc_vouches_for_get_one_time_and_times_only_move_forward(toy):
     before = mtimes(repo)
     report = sync_workspace(repo)
     after = mtimes(repo)
-    assert report.verified == ["first", "second", "third"]
+    assert report["verified"] == ["first", "second", "third"]
     assert len(set(after.values())) == 1
     assert set(after.values()) == {max(before.values())}
-    assert sorted(report.touched) == sorted(n for n in TOY_FILES if before[n] < after[n])
-    assert report.notes == [] and report.missing == []
+    assert sorted(report["touched"]) == sorted(n for n in TOY_FILES if before[n] < after[n])
+    assert report["notes"] == []
     # nothing to do a second time
-    assert sync_workspace(repo).touched == []
+    assert sync_workspace(repo)["touched"] == []
 
 
 def test_changed_content_keeps_its_time_and_so_does_what_was_built_from_it(toy):
@@ -196,7 +196,7 @@ def test_changed_content_keeps_its_time_and_so_does_what_was_built_from_it(toy):
     report = sync_workspace(repo)
     after = mtimes(repo)
     # first still matches dvc.lock; second was edited; third was built from the old second
-    assert report.verified == ["first"]
+    assert report["verified"] == ["first"]
     assert after["out/first/y.txt"] == after["out/first/x.txt"] == int((now - 100) * 1e9)
     assert after["out/second.txt"] == int((now - 200) * 1e9)
     assert after["out/third.txt"] == int((now - 300) * 1e9)
@@ -207,19 +207,19 @@ def test_changed_parameters_and_code_are_reported_not_hidden(toy):
     (repo / "config" / "config.yaml").write_text("n: 2\nother: a\n")
     (repo / "code.txt").write_text("new code\n")
     report = sync_workspace(repo)
-    assert report.verified == ["first", "second", "third"]  # the contents still agree
-    first, third = report.notes
-    assert "stage 'first'" in first and "n changed" in first and "dvc repro" in first
-    assert "stage 'third'" in third and "code.txt changed" in third
+    assert report["verified"] == ["first", "second", "third"]  # the contents still agree
+    first, third = report["notes"]
+    assert "stage 'first'" in first and "n modified" in first and "dvc repro" in first
+    assert "stage 'third'" in third and "code.txt modified" in third
 
 
 def test_missing_outputs_point_to_dvc_pull(toy):
     repo, _ = toy
     shutil.rmtree(repo / "out" / "first")
     report = sync_workspace(repo)
-    assert report.missing == ["out/first"]
+    assert report["notes"] == ["out/first is not here: `dvc pull` fetches it"]
     # second was built from a first that is not here; third from a second that is
-    assert report.verified == ["third"]
+    assert report["verified"] == ["third"]
 
 
 def write_record(repo: Path, name: str, start: float, end: float) -> None:
@@ -241,7 +241,7 @@ def test_snakemake_records_of_files_dvc_put_back_are_dropped_others_kept(toy):
     # a job that wrote the file: its record stays
     write_record(repo, "out/third.txt", written - 5, (repo / "out/third.txt").stat().st_mtime)
     report = sync_workspace(repo, records(repo))
-    assert report.forgotten == ["out/second.txt"]
+    assert report["forgotten"] == ["out/second.txt"]
     assert not has_record(repo, "out/second.txt") and has_record(repo, "out/third.txt")
 
 
@@ -250,11 +250,11 @@ def test_records_stay_when_the_stage_is_out_of_date(toy):
     written = (repo / "out/first/x.txt").stat().st_mtime
     write_record(repo, "out/first/x.txt", written - 600, written - 500)
     (repo / "config" / "config.yaml").write_text("n: 2\nother: a\n")
-    assert sync_workspace(repo, records(repo)).forgotten == []
+    assert sync_workspace(repo, records(repo))["forgotten"] == []
     assert has_record(repo, "out/first/x.txt")  # Snakemake sees the changed parameter
     # back to the parameter dvc.lock records: the file is DVC's, the record another job's
     (repo / "config" / "config.yaml").write_text("n: 1\nother: a\n")
-    assert sync_workspace(repo, records(repo)).forgotten == ["out/first/x.txt"]
+    assert sync_workspace(repo, records(repo))["forgotten"] == ["out/first/x.txt"]
     assert not has_record(repo, "out/first/x.txt")
 
 
@@ -263,10 +263,10 @@ def test_records_of_files_snakemake_wrote_are_kept_after_their_time_moves(toy):
     written = (repo / "out/second.txt").stat().st_mtime
     write_record(repo, "out/second.txt", written - 1, written)  # the job wrote it
     set_mtimes(repo, {"out/first/x.txt": written + 100})  # an upstream file looks newer
-    assert "out/second.txt" in sync_workspace(repo, records(repo)).touched  # moved forward...
+    assert "out/second.txt" in sync_workspace(repo, records(repo))["touched"]  # moved forward...
     upstream = (repo / "out/first/x.txt").stat().st_mtime_ns
     assert (repo / "out/second.txt").stat().st_mtime_ns == upstream
-    assert sync_workspace(repo, records(repo)).forgotten == []  # ...its record stays
+    assert sync_workspace(repo, records(repo))["forgotten"] == []  # ...its record stays
     assert has_record(repo, "out/second.txt")
 
 
@@ -281,7 +281,7 @@ def test_a_corrupted_dvc_cache_file_is_named(toy):
             copy.write_text("garbage\n")
             (repo / name).write_text("garbage\n")  # what `dvc checkout` then puts in place
             copies[name] = copy.relative_to(repo).as_posix()
-    notes = " ".join(sync_workspace(repo).notes)
+    notes = " ".join(sync_workspace(repo)["notes"])
     for out, name in (("out/second.txt", "out/second.txt"), ("out/first", "out/first/x.txt")):
         assert f"{out} does not have the contents dvc.lock records" in notes
         assert f"{copies[name]} is corrupted" in notes
@@ -292,10 +292,10 @@ def test_nothing_happens_without_dvc_lock_or_when_switched_off(toy, monkeypatch)
     repo, _ = toy
     set_mtimes(repo, {"out/third.txt": 1000, "out/second.txt": 2000})
     monkeypatch.setenv(DISABLE_VARIABLE, "0")
-    assert sync_workspace(repo).touched == []
+    assert sync_workspace(repo)["touched"] == []
     monkeypatch.delenv(DISABLE_VARIABLE)
     (repo / "dvc.lock").unlink()
-    assert sync_workspace(repo).touched == []
+    assert sync_workspace(repo)["touched"] == []
     assert mtimes(repo, ["out/third.txt", "out/second.txt"]) == {
         "out/third.txt": 1000 * 10**9,
         "out/second.txt": 2000 * 10**9,

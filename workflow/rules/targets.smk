@@ -27,7 +27,7 @@ if workflow.is_main_process:
         if "DVC_STAGE" not in os.environ:
             for line in describe(DVC_SYNC):
                 logger.info(line)
-            for note in DVC_SYNC.notes:
+            for note in DVC_SYNC["notes"]:
                 logger.warning(note)
 
 
