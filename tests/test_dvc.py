@@ -217,7 +217,7 @@ def test_missing_outputs_point_to_dvc_pull(toy):
     repo, _ = toy
     shutil.rmtree(repo / "out" / "first")
     report = sync_workspace(repo)
-    assert report["notes"] == ["out/first is not here: `dvc pull` fetches it"]
+    assert report["notes"] == ["out/first is not here: dvc pull fetches it"]
     # second was built from a first that is not here; third from a second that is
     assert report["verified"] == ["third"]
 

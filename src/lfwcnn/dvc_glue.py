@@ -73,7 +73,7 @@ def sync_workspace(root: str | os.PathLike = ".", records: Any = None) -> dict[s
                 ]
             data = [d for d in stage.deps if any(inside(d.fs_path, o) for o in outs)]
             missing = [name for name, status in changed.items() if "deleted" in status.values()]
-            report["notes"] += [f"{name} is not here: `dvc pull` fetches it" for name in missing]
+            report["notes"] += [f"{name} is not here: dvc pull fetches it" for name in missing]
             if changed or any(dep.workspace_status() for dep in data):
                 continue
             verified.append(stage)
