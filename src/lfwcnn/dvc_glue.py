@@ -65,11 +65,14 @@ def sync_workspace(root: str | os.PathLike = ".", records: Any = None) -> dict[s
         verified, clean = [], []
         for stage in stages:
             changed = {str(o): o.workspace_status() for o in stage.outs if o.workspace_status()}
-            for out in (o for o in stage.outs if "modified" in changed.get(str(o), {}).values()):
+            # DVC's hash cache trusts a file `dvc checkout` copied from a corrupted cache file
+            for out in (o for o in stage.outs if "deleted" not in changed.get(str(o), {}).values()):
+                bad = corrupted(out)
+                changed.update({str(out): {str(out): "corrupted"}} if bad else {})
                 report["notes"] += [
-                    f"{out} does not have the contents dvc.lock records, and DVC's cached copy "
+                    f"{out} may not have the contents dvc.lock records: DVC's cached copy "
                     f"{copy} is corrupted (DVC removed it): delete {out}, then `dvc pull`."
-                    for copy in corrupted(out)
+                    for copy in bad
                 ]
             data = [d for d in stage.deps if any(inside(d.fs_path, o) for o in outs)]
             missing = [name for name, status in changed.items() if "deleted" in status.values()]
