@@ -51,6 +51,11 @@ REPORT_INPUTS = {
     ),
     "activation_summary": f"{ACTIVATIONS_DIR}/sparsity.json",
     "activation_record": f"{ACTIVATIONS_DIR}/image.json",
+    # timings the report tables (read from results/benchmarks; declared so DVC sees them too)
+    "timings": [
+        f"results/benchmarks/activations/{REPORT_RUN}/seed{ACTIVATION_SEED}_{step}.tsv"
+        for step in ("export", "draw")
+    ],
     "activation_figures": expand(
         f"{ACTIVATIONS_DIR}/figures/{{name}}",
         name=["input.png", "sparsity.png", "grids.json"] + [f"{l}.png" for l in FEATURE_LAYERS],
