@@ -10,21 +10,29 @@ from lfwcnn.errors import LfwcnnError
 
 
 def run(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None = None) -> int:
-    """Run a step's ``main``; turn an ``LfwcnnError`` into ``error: ...`` on stderr and exit 1.
+    """Run a step's ``main(argv)`` as :func:`guarded` does."""
+    return guarded(lambda: main(argv))
+
+
+def guarded(action: Callable[[], object]) -> int:
+    """Run ``action``; turn an ``LfwcnnError`` into ``error: ...`` on stderr and exit 1.
 
     An ``OSError`` that no step turned into an ``LfwcnnError`` (a full disk, a denied
     permission, a read-only file system) is one such line too, naming the file the system
-    named: the last line of defence against a traceback.
+    named: the last line of defence against a traceback. Ctrl-C is one line as well.
     """
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        main(argv)
+        action()
     except LfwcnnError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except OSError as err:
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -5,15 +5,23 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.settings import Settings, freeze
+from lfwcnn.sources import LFW_SIDE
+from lfwcnn.sweep import deep_merge
 
-IMAGE_SIDE = 250  # every LFW image is 250x250; crop boxes are in these pixel coordinates
+# The checkout this package runs from (an editable install, as README installs it): its schema
+# checks every config, whether Snakemake or a step run by hand reads it.
+CHECKOUT = Path(__file__).resolve().parents[2]
+SCHEMA = CHECKOUT / "workflow" / "schemas" / "config.schema.yaml"
+DEFAULT_CONFIG = CHECKOUT / "config" / "config.yaml"
 # Characters that open or close markup, as JSON escapes that decode to the same characters.
 _MARKUP_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"}
 
@@ -51,7 +59,24 @@ def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
     return config
 
 
-def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> dict[str, Any]:
+def load_config(paths: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """Config files merged in order (nested keys too, as Snakemake's ``--configfile``), checked
+    against the schema with its defaults filled: what a step run by hand reads."""
+    config: dict[str, Any] = {}
+    for path in paths:
+        config = deep_merge(config, read_config_file(path))
+    return check_config(config)
+
+
+def default_settings(overlay: Mapping[str, Any] | None = None) -> Settings:
+    """config/config.yaml with ``overlay`` merged in, checked and frozen: what a step gets in
+    a plain run (for tests, benchmarks and notebooks, which so share the config's defaults)."""
+    return freeze(check_config(deep_merge(read_config_file(DEFAULT_CONFIG), overlay or {})))
+
+
+def check_config(
+    config: dict[str, Any], schema_path: str | os.PathLike = SCHEMA
+) -> dict[str, Any]:
     """Validate ``config`` in place against the schema, fill its defaults, check cross-key rules.
 
     Snakemake's own ``validate`` fills the defaults; the schema is checked first with plain
@@ -73,10 +98,10 @@ def check_config(config: dict[str, Any], schema_path: str | os.PathLike) -> dict
 def _check_crop(crop: dict[str, list[int]]) -> None:
     for axis in ("rows", "cols"):
         start, stop = crop[axis]
-        if not 0 <= start < stop <= IMAGE_SIDE:
+        if not 0 <= start < stop <= LFW_SIDE:
             raise LfwcnnError(
                 f"config key data.crop.{axis}: {[start, stop]} must satisfy "
-                f"0 <= start < stop <= {IMAGE_SIDE}"
+                f"0 <= start < stop <= {LFW_SIDE}"
             )
 
 

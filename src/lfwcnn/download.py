@@ -6,7 +6,6 @@ its checksum matches, so a file at the destination is always a complete, verifie
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gzip
 import hashlib
@@ -25,9 +24,9 @@ import urllib3
 from tqdm import tqdm
 
 from lfwcnn.atomic import atomic_dir, atomic_path
-from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.sources import HEAD_BYTES, archive_format
+from lfwcnn.settings import Settings
+from lfwcnn.sources import HEAD_BYTES, archive_format, expected_digests, source_url
 
 log = logging.getLogger(__name__)
 
@@ -666,42 +665,9 @@ def _shown(name: str) -> str:
     return name if name.isprintable() else repr(name)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Command line: ``python -m lfwcnn.download --url URL --out PATH [--sha256 X] ...``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m lfwcnn.download",
-        description="Download a file, verify its checksum, and move it into place.",
-    )
-    parser.add_argument("--url", required=True, help="http(s) URL to fetch")
-    parser.add_argument("--out", required=True, type=Path, help="destination file")
-    parser.add_argument("--sha256", help="expected SHA-256 hex digest")
-    parser.add_argument("--md5", help="expected MD5 hex digest")
-    parser.add_argument(
-        "--retries", type=int, default=3, help="attempts after the first (default 3)"
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds per connect/read (default 60)"
-    )
-    parser.add_argument(
-        "--deadline",
-        type=float,
-        default=3600.0,
-        help="seconds all attempts together may take (default 3600)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    args = parser.parse_args(argv)
-    path = download(
-        args.url,
-        args.out,
-        sha256=args.sha256,
-        md5=args.md5,
-        retries=args.retries,
-        timeout=args.timeout,
-        deadline=args.deadline,
-        progress=not args.no_progress,
-    )
-    log.info("ready: %s", path)
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+def download_lfw(*, archive: Path, data: Settings) -> None:
+    """Step: download the source's archive (a URL, or the variant's mirror), verified."""
+    sha256, md5 = expected_digests(data.variant, data.source, data.sha256, data.md5)
+    settings = data.download
+    download(source_url(data.variant, data.source), archive, sha256=sha256, md5=md5,
+             retries=settings.retries, timeout=settings.timeout_s, deadline=settings.deadline_s)

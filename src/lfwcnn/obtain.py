@@ -8,16 +8,13 @@ ablation can say exactly which LFW a number was measured on.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 
 from lfwcnn.atomic import scratch_dir, write_text
-from lfwcnn.cli import run
 from lfwcnn.download import (
     DEFAULT_LIMITS,
     ExtractLimits,
@@ -26,7 +23,14 @@ from lfwcnn.download import (
     file_digests,
 )
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.sources import VARIANTS, archive_for, classify_source
+from lfwcnn.settings import Settings
+from lfwcnn.sources import (
+    VARIANTS,
+    archive_for,
+    classify_source,
+    expected_digests,
+    source_url,
+)
 
 log = logging.getLogger(__name__)
 
@@ -110,36 +114,18 @@ def obtain(
     return record
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, help="local archive or extracted folder")
-    parser.add_argument("--origin", help="where the archive was downloaded from, for the record")
-    parser.add_argument("--variant", required=True, choices=VARIANTS)
-    parser.add_argument("--sha256")
-    parser.add_argument("--md5")
-    parser.add_argument("--images", required=True, help="folder (or link) to create")
-    parser.add_argument("--record", required=True, help="source.json to write")
-    for flag in ("max-total-bytes", "max-members", "max-member-bytes"):
-        default = getattr(DEFAULT_LIMITS, flag.replace("-", "_"))
-        parser.add_argument(
-            f"--{flag}", type=int, default=default, help=f"archive cap (default {default})"
-        )
-    args = parser.parse_args(argv)
-    limits = ExtractLimits(args.max_total_bytes, args.max_members, args.max_member_bytes)
-    record = obtain(
-        args.source,
-        variant=args.variant,
-        images=args.images,
-        sha256=args.sha256,
-        md5=args.md5,
-        limits=limits,
-    )
-    if args.origin:
-        record["origin"] = args.origin
-    write_text(args.record, json.dumps(record, indent=2) + "\n")
-    log.info("LFW %s from %s: %d person folders", args.variant, args.source,
-             record["people_folders"])
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+def obtain_lfw(*, images: Path, record: Path, data: Settings, archive: Path | None = None) -> None:
+    """Step: make ``images`` the LFW root of ``data.source`` (or of ``archive``, downloaded
+    from it) and record where the images came from."""
+    kind = "url" if data.source is None else classify_source(data.source)
+    if kind != "folder" and archive is None:
+        raise LfwcnnError(f"LFW source {data.source or data.variant}: the archive is missing")
+    sha256, md5 = expected_digests(data.variant, data.source, data.sha256, data.md5)
+    entry = obtain(data.source if kind == "folder" else str(archive), variant=data.variant,
+                   images=images, sha256=sha256, md5=md5,
+                   limits=ExtractLimits(**data.extract.as_dict()))
+    if kind == "url":
+        entry["origin"] = source_url(data.variant, data.source)
+    write_text(record, json.dumps(entry, indent=2) + "\n")
+    log.info("LFW %s from %s: %d person folders", data.variant, entry["source"],
+             entry["people_folders"])

@@ -8,7 +8,6 @@ is therefore the split a scikit-learn script with the same ``random_state`` woul
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import hashlib
 import io
@@ -30,10 +29,11 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from lfwcnn.atomic import write_text
-from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, save_dataset
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.ownership import check_outputs
+from lfwcnn.settings import Settings
+from lfwcnn.sources import LFW_SIDE
 from lfwcnn.tables import check_name, table_text
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,6 @@ JPEG_SUFFIXES = (".jpg", ".jpeg")
 MANIFEST_COLUMNS = ("file", "person", "label", "sha256")
 SKLEARN_SHUFFLE_SEED = 42  # fetch_lfw_people shuffles its output with RandomState(42)
 CHUNK = 64  # images per task handed to a worker process
-LFW_SIDE = 250  # every LFW image is 250x250; the crop box is given in that frame
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -197,24 +196,15 @@ class Prepared:
     summary: dict
 
 
-def prepare(
-    root: str | os.PathLike,
-    *,
-    min_images_per_person: int = 30,
-    crop_rows: tuple[int, int] = (61, 189),
-    crop_cols: tuple[int, int] = (61, 189),
-    image_size: int = 64,
-    workers: int = 2,
-) -> Prepared:
-    """Keep people with at least ``min_images_per_person`` JPEGs, crop, resize, shuffle."""
-    if min_images_per_person < 1:
-        raise LfwcnnError(f"min_images_per_person must be at least 1, got {min_images_per_person}")
-    if image_size < 1:
-        raise LfwcnnError(f"image_size must be positive, got {image_size}")
-    for name, (start, stop) in (("crop rows", crop_rows), ("crop cols", crop_cols)):
-        if not 0 <= start < stop <= LFW_SIDE:
-            raise LfwcnnError(f"{name} {[start, stop]}: need 0 <= start < stop <= {LFW_SIDE} "
-                              f"(LFW's {LFW_SIDE}x{LFW_SIDE} frame)")
+def prepare(root: str | os.PathLike, data: Settings, *, workers: int) -> Prepared:
+    """Keep people with at least ``data.min_images_per_person`` JPEGs, crop, resize, shuffle.
+
+    ``data`` is the config's data section (checked by the schema: the crop lies in LFW's
+    250x250 frame, sizes are positive).
+    """
+    min_images_per_person = data.min_images_per_person
+    crop_rows, crop_cols = tuple(data.crop.rows), tuple(data.crop.cols)
+    image_size = data.image_size
     listing = list_people(root)
     kept = {p: f for p, f in listing.people.items() if len(f) >= min_images_per_person}
     if len(kept) < 2:
@@ -272,40 +262,25 @@ def write_outputs(
     write_text(summary, json.dumps({**(extra_summary or {}), **prepared.summary}, indent=2) + "\n")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", required=True, help="LFW root holding <Person>/ folders")
-    parser.add_argument("--source-record", help="source.json of the obtain step, for provenance")
-    parser.add_argument("--npz", required=True)
-    parser.add_argument("--manifest", required=True)
-    parser.add_argument("--summary", required=True)
-    parser.add_argument("--min-images", type=int, default=30)
-    parser.add_argument("--crop-rows", type=int, nargs=2, default=(61, 189))
-    parser.add_argument("--crop-cols", type=int, nargs=2, default=(61, 189))
-    parser.add_argument("--size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args(argv)
-    check_outputs({"--npz": args.npz, "--manifest": args.manifest, "--summary": args.summary},
-                  {"--images": args.images, "--source-record": args.source_record})
-    source = {}
-    if args.source_record:
-        source = {"source": json.loads(Path(args.source_record).read_text(encoding="utf-8"))}
-    prepared = prepare(
-        args.images,
-        min_images_per_person=args.min_images,
-        crop_rows=tuple(args.crop_rows),
-        crop_cols=tuple(args.crop_cols),
-        image_size=args.size,
-        workers=args.workers,
-    )
-    write_outputs(
-        prepared, npz=args.npz, manifest=args.manifest, summary=args.summary, extra_summary=source
-    )
+def prepare_dataset(
+    *,
+    images: Path,
+    npz: Path,
+    manifest: Path,
+    summary: Path,
+    data: Settings,
+    record: Path | None = None,
+    threads: int = 1,
+) -> None:
+    """Step: the arrays, manifest and summary of the people in ``images`` (``threads``
+    processes decode the JPEGs); ``record``, the obtain step's source.json, is copied into
+    the summary for provenance."""
+    check_outputs({"npz": npz, "manifest": manifest, "summary": summary},
+                  {"images": images, "record": record})
+    source = {"source": json.loads(record.read_text(encoding="utf-8"))} if record else {}
+    prepared = prepare(images, data, workers=threads)
+    write_outputs(prepared, npz=npz, manifest=manifest, summary=summary, extra_summary=source)
     log.info(
         "%d people, %d images kept; %d non-JPEG files ignored",
         prepared.summary["people"], prepared.summary["images"], prepared.summary["ignored_files"],
     )
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))

@@ -45,6 +45,7 @@ ARCHIVES: dict[str, Archive] = {
 }
 
 VARIANTS: tuple[str, ...] = ("original", "funneled", "deepfunneled")
+LFW_SIDE = 250  # every LFW image is 250x250; crop boxes are given in that frame
 
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tgz", ".tar.gz", ".tar")
 
@@ -103,3 +104,18 @@ def classify_source(source: str) -> str:
             f"({', '.join(ARCHIVE_SUFFIXES)})"
         )
     raise LfwcnnError(f"LFW source {source} does not exist")
+
+
+def source_url(variant: str, source: str | None) -> str:
+    """Where a source is downloaded from: its own URL, or the variant's known mirror."""
+    return archive_for(variant).url if source is None else source
+
+
+def expected_digests(
+    variant: str, source: str | None, sha256: str | None, md5: str | None
+) -> tuple[str | None, str | None]:
+    """The configured checksums, else the variant's published ones when its mirror is used
+    (another URL or a local archive without checksums stays unverified)."""
+    if sha256 or md5 or source is not None:
+        return sha256, md5
+    return archive_for(variant).sha256, archive_for(variant).md5

@@ -1,6 +1,6 @@
 """Claim C3: check :mod:`lfwcnn.backprop` against TensorFlow, numerical gradients and the paper.
 
-Four checks, all deterministic for a given ``--seed`` (NumPy's RNG draws every case):
+Four checks, all deterministic for a given ``backprop.seed`` (NumPy's RNG draws every case):
 
 * ``autodiff``: random conv layers (batch 1-3, channels 1-4, filters 1-5, kernel 1-5,
   input 3-16, stride 1-3), max pooling and ReLU, against ``tf.GradientTape`` in float64;
@@ -10,28 +10,27 @@ Four checks, all deterministic for a given ``--seed`` (NumPy's RNG draws every c
   the paper, and its numbers with the paper's equations and TensorFlow;
 * ``keras_sgd``: one step of Eq. (22) in NumPy equals one Keras SGD step.
 
-Writes a JSON summary and an HTML fragment with the Fig. 4 tables; exits 1 if a check fails.
+Writes a JSON summary and an HTML fragment with the Fig. 4 tables; fails if a check fails.
 
-    python -m lfwcnn.verify_backprop --cases 200 --seed 0 \\
-        --json results/backprop/check.json --html results/backprop/fig4.html
+    python -m lfwcnn verify_backprop check_json=check.json fig4_html=fig4.html
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from lfwcnn import backprop, fig4
 from lfwcnn.atomic import write_text
-from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.settings import Settings
 
 # Before the lazy TensorFlow imports in the functions below.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -429,33 +428,13 @@ def _failure_summary(report: dict) -> str:
     return "; ".join(parts)
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m lfwcnn.verify_backprop",
-        description="Check the NumPy backprop of section 2 against TensorFlow (claim C3).",
-    )
-    parser.add_argument("--cases", type=int, default=200, help="random layers vs tf.GradientTape")
-    parser.add_argument("--seed", type=int, default=0, help="seed of NumPy's random generator")
-    parser.add_argument("--json", required=True, help="where to write the JSON summary")
-    parser.add_argument("--html", required=True, help="where to write the Fig. 4 HTML fragment")
-    args = parser.parse_args(argv)
-    if args.cases < 1:
-        raise LfwcnnError(f"--cases must be at least 1, got {args.cases}")
-    if args.seed < 0:
-        raise LfwcnnError(f"--seed must be non-negative, got {args.seed}")
-    return args
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    report, tables = run_checks(args.cases, args.seed)
-    write_text(args.json, json.dumps(_jsonable(report), indent=2, allow_nan=False) + "\n")
-    write_text(args.html, fig4.render_fragment(report, tables))
+def verify_backprop(*, check_json: Path, fig4_html: Path, backprop: Settings) -> None:
+    """Step: run the checks of section 2 (``backprop.cases`` random layers, seeded) and write
+    their summary and the Fig. 4 worked example (``backprop`` is the config section here)."""
+    report, tables = run_checks(backprop.cases, backprop.seed)
+    write_text(check_json, json.dumps(_jsonable(report), indent=2, allow_nan=False) + "\n")
+    write_text(fig4_html, fig4.render_fragment(report, tables))
     log.info("max relative error vs tf.GradientTape: %s", report["max_relative_error"])
     if not report["pass"]:
-        raise LfwcnnError(f"backprop check failed: {_failure_summary(report)}; see {args.json}")
-    log.info("all checks passed; wrote %s and %s", args.json, args.html)
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+        raise LfwcnnError(f"backprop check failed: {_failure_summary(report)}; see {check_json}")
+    log.info("all checks passed; wrote %s and %s", check_json, fig4_html)

@@ -3,15 +3,13 @@
 
 rule verify_backprop:
     output:
-        json="results/backprop/check.json",
-        html="results/backprop/fig4.html",
+        check_json="results/backprop/check.json",
+        fig4_html="results/backprop/fig4.html",
     params:
-        cases=config["backprop"]["cases"],
-        seed=config["backprop"]["seed"],
+        backprop=config_section("backprop"),
     conda:
         "../envs/lfwcnn.yaml"
     log:
         "logs/backprop/verify.log",
-    shell:
-        "python -m lfwcnn.verify_backprop --cases {params.cases} --seed {params.seed}"
-        " --json {output.json:q} --html {output.html:q} > {log:q} 2>&1"
+    script:
+        "../scripts/step.py"

@@ -13,7 +13,7 @@ from pathlib import Path
 from lfwcnn.config import check_config, step_json
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.jobs import export_job_environment
-from lfwcnn.sources import archive_for, classify_source
+from lfwcnn.sources import classify_source
 from lfwcnn.sweep import plan_sweep
 from lfwcnn.sweep import split_seed as plan_split_seed
 
@@ -65,61 +65,40 @@ def source_config(wildcards):
     return SOURCES[wildcards.source].config
 
 
+def job_config(wildcards):
+    """The config a job works on: its run's, its dataset's, its source's, or the whole."""
+    if "run" in wildcards.keys():
+        return RUNS[wildcards.run].config
+    if "dataset" in wildcards.keys():
+        return DATASETS[wildcards.dataset].config
+    if "source" in wildcards.keys():
+        return {"data": source_config(wildcards)}
+    return config
+
+
+def config_section(name, without=()):
+    """params: the job's config section ``name`` (less the keys ``without``, which do not
+    change the step's output and so must not rerun it), as JSON (step_json), which the step
+    receives as frozen lfwcnn.settings.Settings."""
+
+    def section(wildcards):
+        value = job_config(wildcards)[name]
+        return step_json({key: item for key, item in value.items() if key not in without})
+
+    return section
+
+
 # ----------------------------------------------------------------------------- sources
 
 
-def source_url(wildcards):
-    cfg = source_config(wildcards)
-    return archive_for(cfg["variant"]).url if cfg["source"] is None else cfg["source"]
-
-
-def checksum_args(wildcards):
-    """The configured checksums, else the variant's known ones when its mirror is used."""
-    cfg = source_config(wildcards)
-    sha256, md5 = cfg["sha256"], cfg["md5"]
-    if not (sha256 or md5) and cfg["source"] is None:
-        sha256, md5 = archive_for(cfg["variant"]).sha256, archive_for(cfg["variant"]).md5
-    args = [f"--sha256 {sha256}"] * bool(sha256) + [f"--md5 {md5}"] * bool(md5)
-    return " ".join(args)
-
-
-def download_setting(key):
-    return lambda wildcards: source_config(wildcards)["download"][key]
-
-
-def raw_source_input(wildcards):
-    """Input of obtain_lfw: the downloaded archive, a local archive, or nothing."""
+def source_archive(wildcards):
+    """Input of obtain_lfw: the downloaded archive, a local archive, or nothing (a folder)."""
     kind = SOURCE_KIND[wildcards.source]
     if kind == "url":
         return f"data/downloads/{wildcards.source}.tgz"
     if kind == "archive":
         return source_config(wildcards)["source"]
     return []
-
-
-def obtain_source(wildcards, input):
-    return input[0] if input else source_config(wildcards)["source"]
-
-
-def obtain_variant(wildcards):
-    return source_config(wildcards)["variant"]
-
-
-def obtain_origin(wildcards):
-    if SOURCE_KIND[wildcards.source] != "url":
-        return ""
-    return f"--origin {shlex.quote(source_url(wildcards))}"
-
-
-def extract_args(wildcards):
-    """The caps on what an archive source may unpack to (data.extract)."""
-    caps = source_config(wildcards)["extract"]
-    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in caps.items())
-
-
-def obtain_checksums(wildcards):
-    # a downloaded archive was verified by the download rule
-    return "" if SOURCE_KIND[wildcards.source] == "url" else checksum_args(wildcards)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -137,23 +116,8 @@ def dataset_record(wildcards):
     return f"{dataset_raw(wildcards)}/source.json"
 
 
-def prepare_args(wildcards):
-    data = dataset_config(wildcards)["data"]
-    crop = data["crop"]
-    return (
-        f"--min-images {data['min_images_per_person']}"
-        f" --crop-rows {crop['rows'][0]} {crop['rows'][1]}"
-        f" --crop-cols {crop['cols'][0]} {crop['cols'][1]} --size {data['image_size']}"
-    )
-
-
 def prepare_workers(wildcards):
     return dataset_config(wildcards)["data"]["workers"]
-
-
-def split_args(wildcards):
-    split = dataset_config(wildcards)["split"]
-    return f"--test-fraction {split['test_fraction']}" + " --stratify" * split["stratify"]
 
 
 def dataset_split_seeds(name):

@@ -13,43 +13,31 @@ localrules:
 
 rule download_lfw:
     output:
-        "data/downloads/{source}.tgz",
+        archive="data/downloads/{source}.tgz",
     params:
-        url=source_url,
-        checksums=checksum_args,
-        retries=download_setting("retries"),
-        timeout=download_setting("timeout_s"),
-        deadline=download_setting("deadline_s"),
+        data=config_section("data", without=["extract"]),
     conda:
         "../envs/lfwcnn.yaml"
     log:
         "logs/data/download_{source}.log",
-    shell:
-        "python -m lfwcnn.download --url {params.url:q} --out {output:q} {params.checksums}"
-        " --retries {params.retries} --timeout {params.timeout} --deadline {params.deadline}"
-        " 2> {log:q}"
+    script:
+        "../scripts/step.py"
 
 
 rule obtain_lfw:
     input:
-        raw_source_input,
+        archive=source_archive,
     output:
         images=directory("data/raw/{source}/images"),
         record="data/raw/{source}/source.json",
     params:
-        source=obtain_source,
-        variant=obtain_variant,
-        origin=obtain_origin,
-        checksums=obtain_checksums,
-        caps=extract_args,
+        data=config_section("data", without=["download"]),
     conda:
         "../envs/lfwcnn.yaml"
     log:
         "logs/data/obtain_{source}.log",
-    shell:
-        "python -m lfwcnn.obtain --variant {params.variant} --source {params.source:q}"
-        " {params.origin} {params.checksums} {params.caps} --images {output.images:q}"
-        " --record {output.record:q} > {log:q} 2>&1"
+    script:
+        "../scripts/step.py"
 
 
 rule prepare_dataset:
@@ -69,7 +57,8 @@ rule prepare_dataset:
             category="Data",
         ),
     params:
-        settings=prepare_args,
+        # the source's settings and the number of workers do not change the arrays
+        data=config_section("data", without=["download", "extract", "workers"]),
     threads: prepare_workers
     resources:
         mem_mb=2048,
@@ -77,27 +66,24 @@ rule prepare_dataset:
         "../envs/lfwcnn.yaml"
     log:
         "logs/data/prepare_{dataset}.log",
-    shell:
-        "python -m lfwcnn.prepare --images {input.images:q} --source-record {input.record:q}"
-        " --npz {output.npz:q} --manifest {output.manifest:q} --summary {output.summary:q}"
-        " {params.settings} --workers {threads} > {log:q} 2>&1"
+    script:
+        "../scripts/step.py"
 
 
 rule split_dataset:
     input:
-        "data/prepared/{dataset}/dataset.npz",
+        dataset="data/prepared/{dataset}/dataset.npz",
     output:
-        report(
+        split_csv=report(
             "data/split/{dataset}/seed{seed}.csv",
             caption="../report/split.rst",
             category="Data",
         ),
     params:
-        settings=split_args,
+        split=config_section("split"),
     conda:
         "../envs/lfwcnn.yaml"
     log:
         "logs/data/split_{dataset}_seed{seed}.log",
-    shell:
-        "python -m lfwcnn.split --dataset {input:q} --out {output:q} --seed {wildcards.seed}"
-        " {params.settings} > {log:q} 2>&1"
+    script:
+        "../scripts/step.py"

@@ -1,0 +1,179 @@
+"""The pipeline's steps, and the one way each is called: by a Snakemake rule or by hand.
+
+A step is a plain function of keyword-only, typed parameters (``split.split_dataset``), named
+like the rule that runs it. Its callers bind parameters by name, so a name means the same on
+both sides of the seam and output files are named once, by the rule:
+
+* a rule (``script: "../scripts/step.py"``) gives its input, output, params, wildcards,
+  threads and resources; a string in params is JSON (:func:`lfwcnn.config.step_json`), and a
+  parameter annotated :class:`~lfwcnn.settings.Settings` gets its config section frozen;
+* ``python -m lfwcnn STEP NAME=VALUE ... [--configfile FILE]`` gives the same names, and the
+  config sections from config/config.yaml with the files given merged over it, checked by
+  the schema as the workflow checks them.
+
+Either way a failure is one line, ``error: ...``, and exit status 1 (:func:`lfwcnn.cli.guarded`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import inspect
+import json
+import os
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lfwcnn.cli import guarded
+from lfwcnn.config import CHECKOUT, DEFAULT_CONFIG, load_config
+from lfwcnn.errors import LfwcnnError
+from lfwcnn.settings import Settings, freeze
+
+STEPS = {
+    "download_lfw": "lfwcnn.download",
+    "obtain_lfw": "lfwcnn.obtain",
+    "prepare_dataset": "lfwcnn.prepare",
+    "split_dataset": "lfwcnn.split",
+    "verify_backprop": "lfwcnn.verify_backprop",
+}
+
+
+
+def step_function(name: str) -> Callable[..., Any]:
+    if name not in STEPS:
+        raise LfwcnnError(f"unknown step {name!r}; steps: {', '.join(sorted(STEPS))}")
+    return getattr(importlib.import_module(STEPS[name]), name)
+
+
+def _convert(name: str, value: Any, hint: Any) -> Any:
+    """``value`` (from a rule, or a string typed by hand) as the parameter's annotation says."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None or len(value) == 0 if isinstance(value, str | Sequence) else False:
+            return None  # an optional input a rule left out (Snakemake gives an empty list)
+        return _convert(name, value, next(arg for arg in args if arg is not type(None)))
+    if origin is list:
+        items = [value] if isinstance(value, str | os.PathLike) else list(value)
+        return [_convert(name, item, args[0] if args else Any) for item in items]
+    if hint is Path:
+        return Path(value)
+    if isinstance(hint, type) and issubclass(hint, Settings):
+        return freeze(value, name)
+    if hint in (int, float) and isinstance(value, str):
+        try:
+            return hint(value)
+        except ValueError:
+            kind = "an integer" if hint is int else "a number"
+            raise LfwcnnError(f"{name}: {value!r} is not {kind}") from None
+    if hint is bool and isinstance(value, str):
+        return {"true": True, "false": False}.get(value.lower(), value)
+    return value
+
+
+def call(function: Callable[..., Any], values: Mapping[str, Any],
+         optional: Mapping[str, Any] = types.MappingProxyType({})) -> Any:
+    """Call ``function`` with the ``values`` its parameters name, converted to their types.
+
+    Every entry of ``values`` must be a parameter (a misspelt name is an error); entries of
+    ``optional`` (wildcards, threads, resources) are passed only where a parameter asks.
+    """
+    params = inspect.signature(function).parameters
+    hints = typing.get_type_hints(function)
+    unknown = sorted(set(values) - set(params))
+    if unknown:
+        raise LfwcnnError(f"step {function.__name__} takes no {', '.join(unknown)} "
+                          f"(it takes {', '.join(params)})")
+    given = {**{k: v for k, v in optional.items() if k in params}, **values}
+    missing = [p.name for p in params.values()
+               if p.name not in given and p.default is inspect.Parameter.empty]
+    if missing:
+        raise LfwcnnError(f"step {function.__name__} needs {', '.join(missing)}")
+    return function(**{k: _convert(k, v, hints.get(k, Any)) for k, v in given.items()})
+
+
+def _params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A rule's params, JSON strings decoded (how rules pass strings past Snakemake's report)."""
+    decoded = {}
+    for key, value in params.items():
+        try:
+            decoded[key] = json.loads(value) if isinstance(value, str) else value
+        except ValueError:
+            raise LfwcnnError(f"params.{key} is not JSON (give it with step_json)") from None
+    return decoded
+
+
+@contextlib.contextmanager
+def _output_to(log: str | None) -> Iterator[None]:
+    """Send this process's stdout and stderr, native libraries' included, into the job's log
+    (what ``> {log} 2>&1`` did for a shell rule)."""
+    if not log:
+        yield
+        return
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as handle:
+        sys.stdout.flush(), sys.stderr.flush()
+        os.dup2(handle.fileno(), 1)
+        os.dup2(handle.fileno(), 2)
+        yield
+
+
+def run_job(job: Any) -> None:
+    """Run the step of a Snakemake ``script:`` job (its ``snakemake`` object); exit 1 on error."""
+    with _output_to(job.log[0] if job.log else None):
+        code = guarded(lambda: call(
+            step_function(job.rule),
+            {**dict(job.input.items()), **dict(job.output.items()), **_params(job.params)},
+            {**dict(job.wildcards.items()), "threads": job.threads,
+             **dict(job.resources.items())},
+        ))
+    sys.exit(code)
+
+
+def _from_command_line(values: Sequence[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs; a name given more than once is a list."""
+    pairs: dict[str, Any] = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise LfwcnnError(f"{item!r}: give values as NAME=VALUE")
+        pairs[name] = [*pairs[name], value] if isinstance(pairs.get(name), list) else (
+            [pairs[name], value] if name in pairs else value)
+    return pairs
+
+
+def _usage(name: str) -> str:
+    """One line of help: a step and the names it takes (config sections in brackets)."""
+    function = step_function(name)
+    hints = typing.get_type_hints(function)
+    names = [f"[{p}]" if isinstance(hints.get(p), type) and issubclass(hints[p], Settings)
+             else p for p in inspect.signature(function).parameters]
+    return f"  {name} {' '.join(names)}"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run one step of the pipeline by hand, as its rule runs it."""
+    parser = argparse.ArgumentParser(
+        prog="python -m lfwcnn", description=main.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="steps and the NAMEs they take (a rule's input, output, params, wildcards; "
+               "[section]: from the config files):\n" + "\n".join(map(_usage, sorted(STEPS)))
+               + f"\nconfig: {DEFAULT_CONFIG.relative_to(CHECKOUT)} with each --configfile "
+               "merged over it, checked by the schema")
+    parser.add_argument("step")
+    parser.add_argument("values", nargs="*", metavar="NAME=VALUE")
+    parser.add_argument("--configfile", action="append", default=[], metavar="FILE")
+    args = parser.parse_args(argv)
+    function = step_function(args.step)
+    values = _from_command_line(args.values)
+    hints = typing.get_type_hints(function)
+    sections = [name for name, hint in hints.items() if name not in values
+                and isinstance(hint, type) and issubclass(hint, Settings)]
+    if sections:
+        config = load_config([DEFAULT_CONFIG, *args.configfile])
+        values.update({name: config[name] for name in sections})
+    call(function, values)
