@@ -7,7 +7,8 @@ from sklearn.model_selection import train_test_split
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_split, save_dataset
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.split import main, split_indices
+from lfwcnn.split import split_indices
+from lfwcnn.steps import main
 
 
 def toy_dataset(n: int = 40, classes: int = 4) -> Dataset:
@@ -51,8 +52,8 @@ def test_cli_round_trip_and_different_seeds_differ(tmp_path):
     data = toy_dataset()
     save_dataset(tmp_path / "d.npz", data)
     for seed in (0, 1):
-        assert run(main, ["--dataset", str(tmp_path / "d.npz"), "--out",
-                          str(tmp_path / f"s{seed}.csv"), "--seed", str(seed)]) == 0
+        assert run(main, ["split_dataset", f"dataset={tmp_path / 'd.npz'}",
+                          f"split_csv={tmp_path / f's{seed}.csv'}", f"seed={seed}"]) == 0
     lines = (tmp_path / "s0.csv").read_text().splitlines()
     assert lines[0] == "file,subset" and len(lines) == 41
     train0, test0 = load_split(tmp_path / "s0.csv", data)
@@ -65,11 +66,13 @@ def test_cli_round_trip_and_different_seeds_differ(tmp_path):
 
 def test_cli_bad_fraction_writes_nothing(tmp_path, capsys):
     save_dataset(tmp_path / "d.npz", toy_dataset())
-    code = run(main, ["--dataset", str(tmp_path / "d.npz"), "--out", str(tmp_path / "s.csv"),
-                      "--seed", "0", "--test-fraction", "1.5"])
+    (tmp_path / "bad.yaml").write_text("split: {test_fraction: 1.5}\n")
+    code = run(main, ["split_dataset", f"dataset={tmp_path / 'd.npz'}",
+                      f"split_csv={tmp_path / 's.csv'}", "seed=0",
+                      "--configfile", str(tmp_path / "bad.yaml")])
     assert code == 1
     assert capsys.readouterr().err.strip() == (
-        "error: test fraction must lie strictly between 0 and 1, got 1.5"
+        "error: config key split.test_fraction: 1.5 is greater than or equal to the maximum of 1"
     )
     assert not (tmp_path / "s.csv").exists()
 

@@ -29,7 +29,9 @@ class Settings:
 
 @functools.cache
 def _section_class(name: str, keys: tuple[str, ...]) -> type:
-    return dataclasses.make_dataclass(name, keys, bases=(Settings,), frozen=True, module=__name__)
+    cls = dataclasses.make_dataclass(name, keys, bases=(Settings,), frozen=True)
+    cls.__module__ = __name__
+    return cls
 
 
 def freeze(value: Any, name: str = "config") -> Any:

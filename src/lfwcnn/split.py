@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 def split_indices(
     labels: np.ndarray, *, test_fraction: float, seed: int, stratify: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Return (train, test) row indices in the order ``train_test_split`` draws them."""
+    """Return (train, test) row indices in the order ``train_test_split`` draws them.
+
+    ``test_fraction`` is a share of the rows, never a count (scikit-learn reads 1 as one row).
+    """
+    if not 0 < test_fraction < 1:
+        raise LfwcnnError(f"test fraction must lie strictly between 0 and 1, got {test_fraction}")
     try:
         train, test = train_test_split(
             np.arange(len(labels)),

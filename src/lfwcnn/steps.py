@@ -155,6 +155,19 @@ def _usage(name: str) -> str:
     return f"  {name} {' '.join(names)}"
 
 
+def run_step(name: str, values: Mapping[str, Any], config: Settings | None = None) -> Any:
+    """Run step ``name`` with ``values`` (parameter name -> value, as strings typed by hand
+    or as objects); its config sections come from ``config`` (frozen, checked), else from
+    config/config.yaml. What ``python -m lfwcnn`` does, callable from Python."""
+    function = step_function(name)
+    hints = typing.get_type_hints(function)
+    sections = [key for key, hint in hints.items() if key not in values
+                and isinstance(hint, type) and issubclass(hint, Settings)]
+    if sections and config is None:
+        config = freeze(load_config([DEFAULT_CONFIG]))
+    return call(function, {**values, **{key: getattr(config, key) for key in sections}})
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Run one step of the pipeline by hand, as its rule runs it."""
     parser = argparse.ArgumentParser(
@@ -168,12 +181,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("values", nargs="*", metavar="NAME=VALUE")
     parser.add_argument("--configfile", action="append", default=[], metavar="FILE")
     args = parser.parse_args(argv)
-    function = step_function(args.step)
-    values = _from_command_line(args.values)
-    hints = typing.get_type_hints(function)
-    sections = [name for name, hint in hints.items() if name not in values
-                and isinstance(hint, type) and issubclass(hint, Settings)]
-    if sections:
-        config = load_config([DEFAULT_CONFIG, *args.configfile])
-        values.update({name: config[name] for name in sections})
-    call(function, values)
+    config = freeze(load_config([DEFAULT_CONFIG, *args.configfile])) if args.configfile else None
+    run_step(args.step, _from_command_line(args.values), config)
