@@ -7,7 +7,6 @@
 # person, path) goes through step_json, since Snakemake's --report embeds params unescaped.
 import re
 import shlex
-import sys
 from pathlib import Path
 
 from lfwcnn.config import check_config, step_json
@@ -18,7 +17,6 @@ from lfwcnn.sweep import plan_sweep
 from lfwcnn.sweep import split_seed as plan_split_seed
 
 export_job_environment(Path(workflow.basedir).parent / "src")
-PYTHON = shlex.quote(sys.executable)
 SCHEMA = Path(workflow.basedir, "schemas", "config.schema.yaml")
 
 try:
