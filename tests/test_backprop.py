@@ -18,6 +18,7 @@ import tensorflow as tf  # noqa: E402
 import lfwcnn  # noqa: E402
 from lfwcnn import backprop, fig4, verify_backprop  # noqa: E402
 from lfwcnn.cli import run  # noqa: E402
+from lfwcnn.steps import main  # noqa: E402
 
 TOLERANCE = 1e-10
 
@@ -296,6 +297,20 @@ def test_numpy_step_with_eq_22_equals_keras_sgd(stride, learning_rate):
 # --- the pipeline step ------------------------------------------------------------------------
 
 
+def overlay(folder: Path, **backprop) -> str:
+    """A config file setting ``backprop`` keys, for ``--configfile``."""
+    path = folder / "overlay.json"
+    path.write_text(json.dumps({"backprop": backprop}))
+    return str(path)
+
+
+def verify(folder: Path, out_json: Path, cases: int) -> int:
+    """The step in this process (so that a monkeypatch holds), as ``python -m lfwcnn`` runs it."""
+    return run(main, ["verify_backprop", f"check_json={out_json}",
+                      f"fig4_html={out_json.parent / 'fig4.html'}",
+                      "--configfile", overlay(folder, cases=cases)])
+
+
 def test_cli_writes_json_and_fig4_fragment(tmp_path):
     src = Path(lfwcnn.__file__).resolve().parents[1]
     env = {
@@ -304,8 +319,8 @@ def test_cli_writes_json_and_fig4_fragment(tmp_path):
     }
     out_json, out_html = tmp_path / "out" / "check.json", tmp_path / "out" / "fig4.html"
     done = subprocess.run(
-        [sys.executable, "-m", "lfwcnn.verify_backprop", "--cases", "4", "--seed", "1",
-         "--json", str(out_json), "--html", str(out_html)],
+        [sys.executable, "-m", "lfwcnn", "verify_backprop", f"check_json={out_json}",
+         f"fig4_html={out_html}", "--configfile", overlay(tmp_path, cases=4, seed=1)],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -327,8 +342,7 @@ def test_cli_writes_json_and_fig4_fragment(tmp_path):
 def test_failing_check_exits_1_with_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(backprop, "rot180", lambda kernel: kernel)
     out_json = tmp_path / "check.json"
-    argv = ["--cases", "2", "--json", str(out_json), "--html", str(tmp_path / "fig4.html")]
-    assert run(verify_backprop.main, argv) == 1
+    assert verify(tmp_path, out_json, cases=2) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: backprop check failed")
     report = json.loads(out_json.read_text())
@@ -337,17 +351,16 @@ def test_failing_check_exits_1_with_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_bad_case_count_is_a_one_line_error(tmp_path, capsys):
-    argv = ["--cases", "0", "--json", str(tmp_path / "c.json"), "--html", str(tmp_path / "f.html")]
-    assert run(verify_backprop.main, argv) == 1
-    assert "--cases must be at least 1" in capsys.readouterr().err
-    assert not (tmp_path / "c.json").exists()
+    assert verify(tmp_path, tmp_path / "c.json", cases=0) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: config key backprop.cases: 0 is less than the minimum of 1")
+    assert not (tmp_path / "c.json").exists() and not (tmp_path / "fig4.html").exists()
 
 
 def test_nan_gradient_fails_and_the_json_stays_strict(tmp_path, monkeypatch):
     monkeypatch.setattr(backprop, "grad_bias", lambda d_out: np.full(d_out.shape[-1], np.nan))
     out_json = tmp_path / "check.json"
-    argv = ["--cases", "2", "--json", str(out_json), "--html", str(tmp_path / "fig4.html")]
-    assert run(verify_backprop.main, argv) == 1
+    assert verify(tmp_path, out_json, cases=2) == 1
 
     def reject(constant):
         raise AssertionError(f"{constant} is not JSON")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import re
 import socket
@@ -241,13 +242,17 @@ def test_file_digests_match_hashlib(lfw_archive, monkeypatch):
 # --------------------------------------------------------------------------- command line
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(archive: Path, **data) -> subprocess.CompletedProcess:
+    """``python -m lfwcnn download_lfw archive=ARCHIVE`` with ``data`` keys in an overlay."""
+    overlay = archive.parent / "overlay.yaml"
+    overlay.write_text(json.dumps({"data": data}))
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
     }
     return subprocess.run(
-        [sys.executable, "-m", "lfwcnn.download", *args],
+        [sys.executable, "-m", "lfwcnn", "download_lfw", f"archive={archive}",
+         "--configfile", str(overlay)],
         capture_output=True,
         text=True,
         env=env,
@@ -258,7 +263,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 def test_cli_reports_one_error_line(http_server, tmp_path):
     url = http_server.route("/missing.tgz", b"", status=404)
 
-    done = run_cli("--url", url, "--out", str(tmp_path / "x.tgz"), "--no-progress")
+    done = run_cli(tmp_path / "x.tgz", source=url)
 
     assert done.returncode == 1
     error_lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
@@ -273,10 +278,8 @@ def test_cli_downloads_and_verifies(http_server, lfw_archive, tmp_path):
     dest = tmp_path / "lfw.tgz"
     expected = digests(lfw_archive)
 
-    done = run_cli(
-        "--url", url, "--out", str(dest), "--sha256", expected["sha256"],
-        "--md5", expected["md5"], "--retries", "1", "--timeout", "5", "--no-progress",
-    )  # fmt: skip
+    done = run_cli(dest, source=url, sha256=expected["sha256"], md5=expected["md5"],
+                   download={"retries": 1, "timeout_s": 5})
 
     assert done.returncode == 0, done.stderr
     assert dest.read_bytes() == lfw_archive.read_bytes()

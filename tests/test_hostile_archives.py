@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -111,6 +112,16 @@ def sandbox(tmp_path: Path) -> dict[str, Path]:
     return {"outside": outside, "box": box, "dest": box / "extracted"}
 
 
+def run_step(overlay: Path, data: dict, *argv: str) -> subprocess.CompletedProcess:
+    """``python -m lfwcnn STEP NAME=VALUE...`` (``argv``) with ``data`` keys from ``overlay``,
+    as the workflow runs a step; output captured."""
+    overlay.write_text(json.dumps({"data": data}))
+    return subprocess.run(
+        [sys.executable, "-m", "lfwcnn", *argv, "--configfile", str(overlay)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)}, check=False,
+    )
+
+
 def assert_refused(archive: Path, sandbox: dict, before: dict, *fragments: str, limits=None):
     """``extract_archive`` raises one line naming the archive and ``fragments``; nothing
     is left in the target's folder, and nothing outside changed."""
@@ -199,11 +210,9 @@ def test_obtain_command_refuses_a_link_in_one_line(sandbox, tmp_path):
     out = tmp_path / "raw"
     before = snapshot(sandbox["outside"])
 
-    result = subprocess.run(
-        [sys.executable, "-m", "lfwcnn.obtain", "--variant", "funneled", "--source", str(archive),
-         "--images", str(out / "images"), "--record", str(out / "source.json")],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)}, check=False,
-    )
+    result = run_step(tmp_path / "overlay.yaml", {"variant": "funneled", "source": str(archive)},
+                      "obtain_lfw", f"archive={archive}", f"images={out / 'images'}",
+                      f"record={out / 'source.json'}")
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -344,11 +353,8 @@ def test_download_command_refuses_html_in_one_line(http_server, tmp_path):
     url = http_server.route("/lfw.tgz", HTML, content_type="text/html")
     dest = tmp_path / "downloads" / "lfw.tgz"
 
-    result = subprocess.run(
-        [sys.executable, "-m", "lfwcnn.download", "--url", url, "--out", str(dest),
-         "--no-progress", "--deadline", "30"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)}, check=False,
-    )
+    result = run_step(tmp_path / "overlay.yaml", {"source": url, "download": {"deadline_s": 30}},
+                      "download_lfw", f"archive={dest}")
 
     assert result.returncode == 1 and "Traceback" not in result.stderr
     [line] = error_lines(result.stderr)

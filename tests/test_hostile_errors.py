@@ -103,12 +103,22 @@ STEP_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
     filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
 
 
-def step(module: str, *args: str, prefix: tuple[str, ...] = (),
-         **kwargs) -> subprocess.CompletedProcess:
-    """``python -m lfwcnn.<module> ARGS`` as the workflow runs it; output captured."""
-    return subprocess.run([*prefix, sys.executable, "-m", f"lfwcnn.{module}", *args],
+def python_m(module: str, *args: str, prefix: tuple[str, ...] = (),
+             **kwargs) -> subprocess.CompletedProcess:
+    """``python -m MODULE ARGS`` with this checkout's lfwcnn; output captured."""
+    return subprocess.run([*prefix, sys.executable, "-m", module, *args],
                           env=STEP_ENV, capture_output=True, text=True, timeout=300,
                           check=False, **kwargs)
+
+
+def step(module: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m lfwcnn.<module> ARGS``: a module with a command line of its own."""
+    return python_m(f"lfwcnn.{module}", *args, **kwargs)
+
+
+def pipeline_step(name: str, *values: str, **kwargs) -> subprocess.CompletedProcess:
+    """``python -m lfwcnn STEP NAME=VALUE...``, the step as its rule runs it."""
+    return python_m("lfwcnn", name, *values, **kwargs)
 
 
 def one_error_line(result: subprocess.CompletedProcess, *culprits: str) -> str:
@@ -171,8 +181,8 @@ def test_every_damaged_npz_is_one_line_naming_it(tmp_path: Path):
         with pytest.raises(LfwcnnError, match=f"^{re.escape(str(path))}: "):
             load_npz(path, ["x"])
     before = snapshot(tmp_path)
-    result = step("split", "--dataset", str(cases["truncated"]), "--out",
-                  str(tmp_path / "split.csv"), "--seed", "0")
+    result = pipeline_step("split_dataset", f"dataset={cases['truncated']}",
+                           f"split_csv={tmp_path / 'split.csv'}", "seed=0")
     one_error_line(result, str(cases["truncated"]), "cannot read as prepared dataset")
     assert snapshot(tmp_path) == before
 
@@ -272,8 +282,8 @@ def test_disk_full_is_one_line_naming_the_output_and_leaves_nothing(tmp_path, fu
     out = full_disk / "split" / "seed0.csv"
     (full_disk / "split").mkdir(exist_ok=True)
     before = snapshot(full_disk)
-    result = step("split", "--dataset", str(tmp_path / "dataset.npz"), "--out", str(out),
-                  "--seed", "0")
+    result = pipeline_step("split_dataset", f"dataset={tmp_path / 'dataset.npz'}",
+                           f"split_csv={out}", "seed=0")
     one_error_line(result, f"{out}: cannot write (No space left on device)")
     assert snapshot(full_disk) == before  # no temporary, no output, the user's file intact
     # the same through the writers of arrays (np.savez into the temporary)
@@ -319,8 +329,8 @@ def test_permission_denied_is_one_line_naming_the_file(tmp_path: Path):
     folder, user = tmp_path, {"prefix": permissions_hold()}
     tiny_dataset(folder / "dataset.npz")
     (folder / "dataset.npz").chmod(0o000)
-    result = step("split", "--dataset", str(folder / "dataset.npz"), "--out",
-                  str(folder / "split.csv"), "--seed", "0", **user)
+    result = pipeline_step("split_dataset", f"dataset={folder / 'dataset.npz'}",
+                           f"split_csv={folder / 'split.csv'}", "seed=0", **user)
     one_error_line(result, f"{folder / 'dataset.npz'}: ", "Permission denied")
     (folder / "dataset.npz").chmod(0o644)
 
@@ -328,8 +338,8 @@ def test_permission_denied_is_one_line_naming_the_file(tmp_path: Path):
     locked.mkdir(mode=0o555)
     locked.chmod(0o555)
     before = snapshot(folder)
-    result = step("split", "--dataset", str(folder / "dataset.npz"), "--out",
-                  str(locked / "split.csv"), "--seed", "0", **user)
+    result = pipeline_step("split_dataset", f"dataset={folder / 'dataset.npz'}",
+                           f"split_csv={locked / 'split.csv'}", "seed=0", **user)
     one_error_line(result, f"{locked / 'split.csv'}: cannot write (", "Permission denied")
     assert snapshot(folder) == before
     # the last line of defence: an OSError no step turned into a message
@@ -386,8 +396,8 @@ def test_temporaries_of_a_killed_step_go_when_it_runs_again_and_live_ones_stay(t
     alive = sorted(set(temporaries(out_dir)) - set(dead) - {foreign.name})
     assert len(alive) == 2, alive
     try:
-        result = step("split", "--dataset", str(tmp_path / "dataset.npz"), "--out", str(out),
-                      "--seed", "0")
+        result = pipeline_step("split_dataset", f"dataset={tmp_path / 'dataset.npz'}",
+                               f"split_csv={out}", "seed=0")
         assert result.returncode == 0, result.stderr
         assert out.read_text().startswith("file,subset\n")
         # the dead step's table temporary is gone; the live run's and the foreign host's stay

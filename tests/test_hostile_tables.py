@@ -28,7 +28,7 @@ from markupsafe import escape
 from PIL import Image
 from workflow_runner import make_project, snakemake
 
-from lfwcnn import aggregate, evaluate, figures, prepare, report, split, train
+from lfwcnn import aggregate, evaluate, figures, report, steps, train
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split, save_dataset, save_split
 from lfwcnn.ownership import (
@@ -57,6 +57,20 @@ def one_error(capsys) -> str:
     return lines[0]
 
 
+def step(name: str, *values: str, overlay: Path, **data) -> int:
+    """``python -m lfwcnn STEP NAME=VALUE...`` in this process, ``data`` keys given in the
+    config file ``overlay``; its exit status."""
+    overlay.write_text(json.dumps({"data": data}))
+    return run(steps.main, [name, *values, "--configfile", str(overlay)])
+
+
+def prepare_step(images: Path, out: Path, *, threads: int, **data) -> int:
+    """The prepare step from ``images`` into ``out`` (d.npz, m.csv, s.json)."""
+    return step("prepare_dataset", f"images={images}", f"npz={out / 'd.npz'}",
+                f"manifest={out / 'm.csv'}", f"summary={out / 's.json'}", f"threads={threads}",
+                overlay=out.parent / "overlay.json", **data)
+
+
 @pytest.fixture(scope="module")
 def hostile_tree(tmp_path_factory) -> Path:
     return make_lfw_tree(tmp_path_factory.mktemp("hostile") / "lfw", HOSTILE_PEOPLE)
@@ -66,12 +80,12 @@ def hostile_tree(tmp_path_factory) -> Path:
 def prepared(hostile_tree, tmp_path_factory) -> Path:
     """prepare and split through their command lines, as the workflow runs them."""
     out = tmp_path_factory.mktemp("prepared")
-    assert run(prepare.main, ["--images", str(hostile_tree), "--npz", str(out / "dataset.npz"),
-                              "--manifest", str(out / "manifest.csv"), "--summary",
-                              str(out / "summary.json"), "--min-images", "5", "--size", "16",
-                              "--workers", "2"]) == 0
-    assert run(split.main, ["--dataset", str(out / "dataset.npz"), "--out",
-                            str(out / "split.csv"), "--seed", "0"]) == 0
+    assert step("prepare_dataset", f"images={hostile_tree}", f"npz={out / 'dataset.npz'}",
+                f"manifest={out / 'manifest.csv'}", f"summary={out / 'summary.json'}",
+                "threads=2", overlay=tmp_path_factory.mktemp("config") / "overlay.json",
+                min_images_per_person=5, image_size=16) == 0
+    assert run(steps.main, ["split_dataset", f"dataset={out / 'dataset.npz'}",
+                            f"split_csv={out / 'split.csv'}", "seed=0"]) == 0
     return out
 
 
@@ -181,9 +195,7 @@ def test_prepare_refuses_a_name_no_table_can_hold(tmp_path, capsys, name, shown,
         (root / "Alice_Doe").rename(root / name)
     out = tmp_path / "out"
     before = snapshot(root)
-    assert run(prepare.main, ["--images", str(root), "--npz", str(out / "d.npz"), "--manifest",
-                              str(out / "m.csv"), "--summary", str(out / "s.json"),
-                              "--min-images", "2", "--workers", "1"]) == 1
+    assert prepare_step(root, out, threads=1, min_images_per_person=2) == 1
     line = one_error(capsys)
     assert shown in line and str(root / "Alice_Doe" if kind == "file" else root) in line
     assert not out.exists() and snapshot(root) == before
@@ -239,9 +251,7 @@ def test_an_image_outside_lfws_frame_is_refused_from_its_header(lfw_tree, tmp_pa
         size = None
     out = tmp_path / "out"
     started = time.perf_counter()
-    assert run(prepare.main, ["--images", str(lfw_tree), "--npz", str(out / "d.npz"),
-                              "--manifest", str(out / "m.csv"), "--summary", str(out / "s.json"),
-                              "--min-images", "5", "--workers", "2"]) == 1
+    assert prepare_step(lfw_tree, out, threads=2, min_images_per_person=5) == 1
     assert time.perf_counter() - started < 30  # nothing decoded at the claimed size
     line = one_error(capsys)
     assert str(culprit) in line
@@ -255,10 +265,11 @@ def test_an_image_outside_lfws_frame_is_refused_from_its_header(lfw_tree, tmp_pa
 
 
 def test_a_crop_box_outside_the_frame_is_refused_before_reading(lfw_tree, tmp_path, capsys):
-    assert run(prepare.main, ["--images", str(lfw_tree), "--npz", str(tmp_path / "d.npz"),
-                              "--manifest", str(tmp_path / "m.csv"), "--summary",
-                              str(tmp_path / "s.json"), "--crop-rows", "0", "300"]) == 1
-    assert "crop rows [0, 300]: need 0 <= start < stop <= 250" in one_error(capsys)
+    out = tmp_path / "out"
+    assert prepare_step(lfw_tree, out, threads=1, crop={"rows": [0, 300]}) == 1
+    assert "config key data.crop.rows: [0, 300] must satisfy 0 <= start < stop <= 250" \
+        in one_error(capsys)
+    assert not out.exists()
 
 
 # ----------------------------------------------------------------------------- point 9
@@ -302,10 +313,12 @@ def big_tree(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_the_workers_of_a_killed_prepare_end_with_it(big_tree, tmp_path, sig):
     out = tmp_path / "out"
+    overlay = tmp_path / "overlay.json"
+    overlay.write_text(json.dumps({"data": {"min_images_per_person": 1}}))
     step = subprocess.Popen(
-        [sys.executable, "-m", "lfwcnn.prepare", "--images", str(big_tree), "--npz",
-         str(out / "d.npz"), "--manifest", str(out / "m.csv"), "--summary", str(out / "s.json"),
-         "--min-images", "1", "--workers", "2"],
+        [sys.executable, "-m", "lfwcnn", "prepare_dataset", f"images={big_tree}",
+         f"npz={out / 'd.npz'}", f"manifest={out / 'm.csv'}", f"summary={out / 's.json'}",
+         "threads=2", "--configfile", str(overlay)],
         env=tf_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
@@ -393,19 +406,20 @@ def test_an_output_over_an_input_or_a_folder_is_refused(tmp_path, capsys, inputs
 
 
 @pytest.mark.parametrize("argv", [
-    ["split", "--dataset", "{d}", "--out", "{d}", "--seed", "0"],
+    ["split_dataset", "dataset={d}", "split_csv={d}", "seed=0"],
     ["evaluate", "--dataset", "{d}", "--split", "{s}", "--model", "{d}", "--train-info",
      "{o}/metrics.json", "--out-dir", "{o}"],
     ["aggregate", "--metrics", "{o}/m.json", "--out-json", "{o}/m.json", "--out-csv", "{o}/a"],
 ])
 def test_no_step_writes_an_output_over_its_input(tmp_path, capsys, inputs, argv):
-    module = {"split": split, "evaluate": evaluate, "aggregate": aggregate}[argv[0]]
+    main = {"split_dataset": lambda args: steps.main(["split_dataset", *args]),
+            "evaluate": evaluate.main, "aggregate": aggregate.main}[argv[0]]
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "metrics.json").write_text("{}")
     (tmp_path / "o" / "m.json").write_text("{}")
     args = [a.format(d=inputs[0], s=inputs[1], o=tmp_path / "o") for a in argv[1:]]
     before = snapshot(tmp_path)
-    assert run(module.main, args) == 1
+    assert run(main, args) == 1
     assert "writing it would replace that file" in one_error(capsys)
     assert snapshot(tmp_path) == before
 

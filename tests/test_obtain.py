@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from lfwcnn.cli import run
+from lfwcnn.config import default_settings
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.obtain import main, obtain
+from lfwcnn.obtain import obtain
+from lfwcnn.steps import main, run_step
 
 
 def sha256(path: Path) -> str:
@@ -53,25 +55,39 @@ def test_existing_target_is_never_replaced(lfw_tree, tmp_path):
     assert (images / "mine.txt").read_text() == "keep me"
 
 
+def obtain_step(tmp_path: Path, source: str, **values) -> int:
+    """``python -m lfwcnn obtain_lfw`` of ``source`` into ``tmp_path``, as its rule runs it."""
+    config = tmp_path / "overlay.yaml"
+    config.write_text(json.dumps({"data": {"variant": "funneled", "source": source}}))
+    return run(main, ["obtain_lfw", f"images={tmp_path / 'i'}", f"record={tmp_path / 'r.json'}",
+                      *(f"{name}={value}" for name, value in values.items()),
+                      "--configfile", str(config)])
+
+
 def test_cli_missing_and_empty_sources(tmp_path, capsys):
-    args = ["--variant", "funneled", "--images", str(tmp_path / "i"), "--record",
-            str(tmp_path / "r.json")]
-    assert run(main, ["--source", str(tmp_path / "absent"), *args]) == 1
+    assert obtain_step(tmp_path, str(tmp_path / "absent")) == 1
     missing = tmp_path / "absent"
     assert capsys.readouterr().err.strip() == f"error: LFW source {missing} does not exist"
     (tmp_path / "empty").mkdir()
-    assert run(main, ["--source", str(tmp_path / "empty"), *args]) == 1
+    assert obtain_step(tmp_path, str(tmp_path / "empty")) == 1
     assert "is empty" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists() and not (tmp_path / "i").exists()
 
 
 def test_cli_writes_the_record(lfw_archive, tmp_path):
-    record = tmp_path / "source.json"
-    code = run(main, ["--source", str(lfw_archive), "--origin", "http://example/lfw.tgz",
-                      "--variant", "funneled", "--images", str(tmp_path / "i"),
-                      "--record", str(record)])
-    assert code == 0
-    assert json.loads(record.read_text())["origin"] == "http://example/lfw.tgz"
+    """A downloaded archive is recorded with the URL it came from."""
+    assert obtain_step(tmp_path, "http://example/lfw.tgz", archive=lfw_archive) == 0
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["origin"] == "http://example/lfw.tgz"
+    assert record["sha256"] == sha256(lfw_archive)
+
+
+def test_a_url_source_without_its_archive_is_one_error(tmp_path):
+    with pytest.raises(LfwcnnError, match="^LFW source http://example/lfw.tgz: the archive is "
+                                          "missing$"):
+        run_step("obtain_lfw", {"images": tmp_path / "i", "record": tmp_path / "r.json"},
+                 default_settings({"data": {"source": "http://example/lfw.tgz"}}))
+    assert not (tmp_path / "i").exists() and not (tmp_path / "r.json").exists()
 
 
 def test_a_folder_that_calls_itself_an_approximation_is_recorded_as_one(lfw_tree, tmp_path):

@@ -6,13 +6,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from lfw_fixtures import make_lfw_tree
 from sklearn.datasets import fetch_lfw_people
 
+from lfwcnn.cli import run
+from lfwcnn.config import default_settings
 from lfwcnn.dataset import load_dataset
-from lfwcnn.prepare import main, prepare
+from lfwcnn.prepare import prepare
+from lfwcnn.steps import main
 
-SMALL = {"min_images_per_person": 5, "image_size": 32}
+
+def data_section(**overlay):
+    """The config's data section with ``overlay`` over it, as the step receives it."""
+    return default_settings({"data": overlay}).data
+
+
+SMALL = data_section(min_images_per_person=5, image_size=32)
 
 
 def sklearn_people(lfw_root: Path, data_home: Path, min_faces: int, resize: float):
@@ -29,7 +39,7 @@ def sklearn_people(lfw_root: Path, data_home: Path, min_faces: int, resize: floa
 
 
 def test_equals_scikit_learn_pixels_labels_and_order(lfw_tree: Path, tmp_path: Path):
-    ours = prepare(lfw_tree, min_images_per_person=5, image_size=64, workers=2).data
+    ours = prepare(lfw_tree, data_section(min_images_per_person=5, image_size=64), workers=2).data
     theirs = sklearn_people(lfw_tree, tmp_path / "sk", min_faces=5, resize=0.5)
     np.testing.assert_array_equal(ours.images, np.round(theirs.images * 255).astype(np.uint8))
     np.testing.assert_array_equal(ours.labels, theirs.target)
@@ -37,7 +47,7 @@ def test_equals_scikit_learn_pixels_labels_and_order(lfw_tree: Path, tmp_path: P
 
 
 def test_filters_people_and_summarises(lfw_tree: Path):
-    prepared = prepare(lfw_tree, **SMALL, workers=1)
+    prepared = prepare(lfw_tree, SMALL, workers=1)
     data = prepared.data
     assert data.images.shape == (30, 32, 32, 3) and data.images.dtype == np.uint8
     assert list(data.class_names) == ["Alice_Doe", "Bob_Roe", "Carol_Poe"]
@@ -50,8 +60,8 @@ def test_filters_people_and_summarises(lfw_tree: Path):
 
 
 def test_worker_count_does_not_change_the_result(lfw_tree: Path):
-    one = prepare(lfw_tree, **SMALL, workers=1)
-    two = prepare(lfw_tree, **SMALL, workers=2)
+    one = prepare(lfw_tree, SMALL, workers=1)
+    two = prepare(lfw_tree, SMALL, workers=2)
     np.testing.assert_array_equal(one.data.images, two.data.images)
     np.testing.assert_array_equal(one.data.files, two.data.files)
     assert one.sha256 == two.sha256
@@ -63,16 +73,24 @@ def test_non_jpeg_files_are_ignored_and_counted(lfw_tree: Path):
     (lfw_tree / "Alice_Doe" / ".DS_Store").write_bytes(b"junk")
     (lfw_tree / "Alice_Doe" / "._Alice_Doe_0001.jpg").write_bytes(b"apple double")
     (lfw_tree / "Alice_Doe" / "notes.txt").write_text("x")
-    prepared = prepare(lfw_tree, **SMALL, workers=1)
+    prepared = prepare(lfw_tree, SMALL, workers=1)
     assert prepared.summary["images"] == 30
     assert prepared.summary["ignored_files"] == 5
+
+
+def overlay_file(folder: Path, **data) -> str:
+    """A config overlay setting ``data`` keys, for ``--configfile``."""
+    path = folder / "overlay.yaml"
+    path.write_text(yaml.safe_dump({"data": data}))
+    return str(path)
 
 
 def test_cli_writes_npz_manifest_and_summary(lfw_tree: Path, tmp_path: Path):
     out = tmp_path / "out"
     main([
-        "--images", str(lfw_tree), "--npz", str(out / "d.npz"), "--manifest", str(out / "m.csv"),
-        "--summary", str(out / "s.json"), "--min-images", "5", "--size", "16", "--workers", "2",
+        "prepare_dataset", f"images={lfw_tree}", f"npz={out / 'd.npz'}",
+        f"manifest={out / 'm.csv'}", f"summary={out / 's.json'}", "threads=2",
+        "--configfile", overlay_file(tmp_path, min_images_per_person=5, image_size=16),
     ])
     data = load_dataset(out / "d.npz")
     assert data.images.shape == (30, 16, 16, 3)
@@ -85,11 +103,11 @@ def test_cli_writes_npz_manifest_and_summary(lfw_tree: Path, tmp_path: Path):
     assert sorted(p.name for p in out.iterdir()) == ["d.npz", "m.csv", "s.json"]
 
 
-def run_cli(lfw_root: Path, out: Path, *extra: str) -> tuple[int, str]:
-    from lfwcnn.cli import run
-
-    args = ["--images", str(lfw_root), "--npz", str(out / "d.npz"), "--manifest",
-            str(out / "m.csv"), "--summary", str(out / "s.json"), "--workers", "2", *extra]
+def run_cli(lfw_root: Path, out: Path, **data) -> int:
+    """``python -m lfwcnn prepare_dataset`` with ``data`` keys from a config overlay."""
+    args = ["prepare_dataset", f"images={lfw_root}", f"npz={out / 'd.npz'}",
+            f"manifest={out / 'm.csv'}", f"summary={out / 's.json'}", "threads=2",
+            "--configfile", overlay_file(out.parent, **data)]
     return run(main, args)
 
 
@@ -122,7 +140,7 @@ def break_tree(lfw_tree: Path, how: str) -> Path:
 def test_bad_images_fail_with_the_file_named(lfw_tree, tmp_path, capsys, how, message):
     culprit = break_tree(lfw_tree, how)
     out = tmp_path / "out"
-    assert run_cli(lfw_tree, out, "--min-images", "5") == 1
+    assert run_cli(lfw_tree, out, min_images_per_person=5) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
     assert str(culprit) in err[0] and message in err[0]
@@ -130,7 +148,7 @@ def test_bad_images_fail_with_the_file_named(lfw_tree, tmp_path, capsys, how, me
 
 
 def test_fewer_than_two_people_left(lfw_tree, tmp_path, capsys):
-    assert run_cli(lfw_tree, tmp_path / "out", "--min-images", "11") == 1
+    assert run_cli(lfw_tree, tmp_path / "out", min_images_per_person=11) == 1
     err = capsys.readouterr().err
     assert "only 1 people in" in err and "at least 11 images" in err
 
@@ -149,5 +167,5 @@ def test_grayscale_images_become_rgb(tmp_path):
 
     path = root / "A_A" / "A_A_0001.jpg"
     Image.open(path).convert("L").save(path)
-    data = prepare(root, min_images_per_person=2, image_size=8, workers=1).data
+    data = prepare(root, data_section(min_images_per_person=2, image_size=8), workers=1).data
     assert data.images.shape == (4, 8, 8, 3)

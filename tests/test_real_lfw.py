@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from workflow_runner import SHARED_LFW, SHARED_LFW_REASON
 
+from lfwcnn.config import default_settings
 from lfwcnn.prepare import prepare
 from lfwcnn.split import split_indices
 
@@ -15,7 +16,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def prepared():
-    return prepare(SHARED_LFW, workers=2)
+    return prepare(SHARED_LFW, default_settings().data, workers=2)
 
 
 def test_paper_counts(prepared):

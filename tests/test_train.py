@@ -251,11 +251,12 @@ def test_argument_errors_come_before_tensorflow_starts(tmp_path):
 @pytest.mark.real_lfw
 @pytest.mark.skipif(not SHARED_LFW.is_dir(), reason=SHARED_LFW_REASON)
 def test_real_lfw_a_few_epochs_beat_chance_and_the_majority_class(tmp_path):
+    from lfwcnn.config import default_settings
     from lfwcnn.evaluate import score
     from lfwcnn.prepare import prepare
     from lfwcnn.split import split_indices
 
-    data = prepare(SHARED_LFW, workers=2).data
+    data = prepare(SHARED_LFW, default_settings().data, workers=2).data
     save_dataset(tmp_path / "dataset.npz", data)  # the round trip the pipeline makes
     train_idx, test_idx = split_indices(data.labels, test_fraction=0.25, seed=0)
     trained = train(data, train_idx, test_idx, schedule=Schedule(seed=0, epochs=8),
