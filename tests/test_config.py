@@ -6,8 +6,9 @@ import pytest
 import yaml
 from workflow_runner import ROOT, make_project, snakemake
 
-from lfwcnn.config import check_config
+from lfwcnn.config import DEFAULT_CONFIG, check_config, default_settings, load_config
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.settings import freeze
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -59,6 +60,34 @@ def test_bad_values_name_the_key(patch, expected):
     message = str(caught.value)
     assert message.startswith(expected), message
     assert "\n" not in message
+
+
+def test_load_config_merges_files_in_order_nested_keys_too(tmp_path: Path):
+    """As Snakemake merges --configfile overlays: what a step run by hand reads."""
+    (tmp_path / "a.yaml").write_text("data: {crop: {rows: [0, 250]}, image_size: 32}\n")
+    (tmp_path / "b.yaml").write_text("data: {image_size: 16}\nseeds: [7]\n")
+    config = load_config([DEFAULT_CONFIG, tmp_path / "a.yaml", tmp_path / "b.yaml"])
+    assert config["data"]["crop"] == {"rows": [0, 250], "cols": [61, 189]}
+    assert config["data"]["image_size"] == 16 and config["seeds"] == [7]
+    assert config["data"]["min_images_per_person"] == 30  # the shipped value stays
+    (tmp_path / "c.yaml").write_text("data: {image_size: 0}\n")
+    with pytest.raises(LfwcnnError, match="^config key data.image_size: 0 is less than"):
+        load_config([DEFAULT_CONFIG, tmp_path / "c.yaml"])
+
+
+def test_default_settings_merge_the_overlay_check_it_and_freeze_it():
+    settings = default_settings({"data": {"min_images_per_person": 5,
+                                          "crop": {"rows": [0, 250]}}})
+    assert settings.data.min_images_per_person == 5
+    assert settings.data.crop == freeze({"rows": [0, 250], "cols": [61, 189]}, "crop")
+    assert settings.split == default_settings().split
+    assert settings.data.as_dict() == {**load_config([DEFAULT_CONFIG])["data"],
+                                       "min_images_per_person": 5,
+                                       "crop": {"rows": [0, 250], "cols": [61, 189]}}
+    with pytest.raises(LfwcnnError, match="^config key data.image_size: 0 is less than"):
+        default_settings({"data": {"image_size": 0}})
+    with pytest.raises(LfwcnnError, match=r"^config key data.crop.rows: \[0, 300\] must"):
+        default_settings({"data": {"crop": {"rows": [0, 300]}}})
 
 
 def test_snakemake_stops_before_any_job_on_a_bad_key(tmp_path: Path):

@@ -70,6 +70,11 @@ def test_folder_source_and_bad_image_fails_cleanly(lfw_tree, tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "Bob_Roe_0002.jpg: not a readable JPEG image" in output
+    # the step (script:) wrote its one line into the job's log, as a shell rule's 2>&1 did
+    log = (broken / "logs/data/prepare_funneled.log").read_text()
+    assert "Traceback" not in log
+    [line] = [line for line in log.splitlines() if line.startswith("error:")]
+    assert "Bob_Roe_0002.jpg: not a readable JPEG image" in line
     assert not (broken / "data/prepared").exists() or not any(
         (broken / "data/prepared").rglob("*.*")
     )

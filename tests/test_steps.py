@@ -1,0 +1,327 @@
+"""The seam between the workflow and the package: steps bound by name (lfwcnn.steps), config
+sections as frozen objects (lfwcnn.settings), and every ``script:`` rule matching its step."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from workflow_runner import ROOT, SNAKEFILE, make_project
+
+from lfwcnn import steps
+from lfwcnn.cli import run
+from lfwcnn.config import DEFAULT_CONFIG, default_settings, load_config
+from lfwcnn.dataset import Dataset, load_dataset, load_split, save_dataset
+from lfwcnn.errors import LfwcnnError
+from lfwcnn.settings import Settings, fingerprint, freeze
+
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+
+
+def toy_dataset(path: Path) -> Path:
+    save_dataset(path, Dataset(
+        images=np.zeros((8, 2, 2, 3), np.uint8), labels=np.repeat([0, 1], 4),
+        class_names=np.array(["A", "B"]), files=np.array([f"P/{i}.jpg" for i in range(8)])))
+    return path
+
+
+def one_error(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- the binder
+
+
+def sample_step(*, source: Path, out: Path, seed: int, rate: float = 0.5,
+                extra: Path | None = None, files: list[Path] | None = None,
+                split: Settings | None = None, threads: int = 1) -> dict[str, Any]:
+    """A step of every kind of parameter the binder converts; returns what it was given."""
+    return {"source": source, "out": out, "seed": seed, "rate": rate, "extra": extra,
+            "files": files, "split": split, "threads": threads}
+
+
+def test_the_binder_converts_each_value_to_its_parameters_type():
+    got = steps.call(sample_step, {"source": "a/in.npz", "out": "b/out.csv", "seed": "7",
+                                   "rate": "0.25", "split": {"test_fraction": 0.5,
+                                                             "ratios": [1, 2]}})
+    assert got["source"] == Path("a/in.npz") and isinstance(got["out"], Path)
+    assert got["seed"] == 7 and got["rate"] == 0.25
+    assert isinstance(got["split"], Settings) and got["split"].test_fraction == 0.5
+    assert got["split"].ratios == (1, 2)  # frozen: lists become tuples
+    assert got["extra"] is None and got["files"] is None and got["threads"] == 1
+
+
+def test_unknown_and_missing_names_are_one_line_naming_them():
+    with pytest.raises(LfwcnnError, match=r"^step sample_step takes no bogus, colour \(it takes "
+                                          r"source, out, seed, rate, extra, files, split, "
+                                          r"threads\)$"):
+        steps.call(sample_step, {"source": "a", "out": "b", "seed": 1, "colour": 2, "bogus": 3})
+    with pytest.raises(LfwcnnError, match="^step sample_step needs out, seed$"):
+        steps.call(sample_step, {"source": "a"})
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("seed", "seven", "seed: 'seven' is not an integer"),
+    ("seed", "1.5", "seed: '1.5' is not an integer"),
+    ("rate", "fast", "rate: 'fast' is not a number"),
+])
+def test_a_value_of_the_wrong_type_is_one_line_naming_it(name, value, message):
+    values = {"source": "a", "out": "b", "seed": "1", name: value}
+    with pytest.raises(LfwcnnError, match=f"^{message}$"):
+        steps.call(sample_step, values)
+
+
+@pytest.mark.parametrize("empty", [[], ""])
+def test_an_optional_input_a_rule_left_empty_is_none(empty):
+    """A rule's input function returns [] for an input it does not need (obtain_lfw's
+    archive, for a folder source); the step sees None."""
+    got = steps.call(sample_step, {"source": "a", "out": "b", "seed": 1, "extra": empty,
+                                   "files": empty})
+    assert got["extra"] is None and got["files"] is None
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="steps._convert: `A or B if C else D` reads as `(A or B) if C else D`, "
+                          "so None for an optional Path reaches Path(None)")
+def test_none_for_an_optional_value_is_none():
+    got = steps.call(sample_step, {"source": "a", "out": "b", "seed": 1, "extra": None})
+    assert got["extra"] is None
+
+
+def test_list_inputs_are_lists_of_paths():
+    one = steps.call(sample_step, {"source": "a", "out": "b", "seed": 1, "files": "x.csv"})
+    assert one["files"] == [Path("x.csv")]
+    many = steps.call(sample_step, {"source": "a", "out": "b", "seed": 1,
+                                    "files": ("x.csv", Path("y.csv"))})
+    assert many["files"] == [Path("x.csv"), Path("y.csv")]
+
+
+def test_wildcards_threads_and_resources_reach_only_the_steps_that_ask():
+    optional = {"threads": 4, "mem_mb": 2048, "dataset": "funneled", "seed": "3"}
+    got = steps.call(sample_step, {"source": "a", "out": "b"}, optional)
+    assert got["threads"] == 4 and got["seed"] == 3  # a wildcard is a string, converted
+    # an explicit value wins over a wildcard of the same name
+    assert steps.call(sample_step, {"source": "a", "out": "b", "seed": 5}, optional)["seed"] == 5
+
+
+def test_a_name_given_twice_on_the_command_line_is_a_list(tmp_path):
+    assert steps._from_command_line(["files=a", "seed=1", "files=b", "files=c"]) == {
+        "files": ["a", "b", "c"], "seed": "1"}
+
+
+def test_run_step_takes_the_config_sections_from_the_given_config(tmp_path):
+    dataset = toy_dataset(tmp_path / "d.npz")
+    steps.run_step("split_dataset", {"dataset": str(dataset), "split_csv": tmp_path / "s.csv",
+                                     "seed": "0"},
+                   default_settings({"split": {"test_fraction": 0.5}}))
+    train, test = load_split(tmp_path / "s.csv", load_dataset(dataset))
+    assert len(train) == len(test) == 4
+
+
+# ----------------------------------------------------------------------------- python -m lfwcnn
+
+
+def test_help_lists_every_step_and_the_names_it_takes():
+    done = subprocess.run([sys.executable, "-m", "lfwcnn", "--help"], env=ENV,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    for name in steps.STEPS:
+        [line] = [line for line in done.stdout.splitlines() if line.startswith(f"  {name} ")]
+        for parameter in inspect.signature(steps.step_function(name)).parameters:
+            assert parameter in line.split() or f"[{parameter}]" in line.split(), line
+
+
+def test_a_step_run_by_hand_fails_in_one_line_and_writes_nothing(tmp_path):
+    """The module itself (``python -m lfwcnn``), as a user types it."""
+    out = tmp_path / "s.csv"
+    done = subprocess.run([sys.executable, "-m", "lfwcnn", "split_dataset",
+                           f"dataset={tmp_path / 'absent.npz'}", f"split_csv={out}", "seed=x"],
+                          env=ENV, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == ["error: seed: 'x' is not an integer"]
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train_everything"], "error: unknown step 'train_everything'; steps: download_lfw, "
+                           "obtain_lfw, prepare_dataset, split_dataset, verify_backprop"),
+    (["split_dataset", "seed"], "error: 'seed': give values as NAME=VALUE"),
+    (["split_dataset", "=0"], "error: '=0': give values as NAME=VALUE"),
+    (["split_dataset", "dataset={d}", "split_csv={o}", "seed=zero"],
+     "error: seed: 'zero' is not an integer"),
+    (["split_dataset", "dataset={d}", "split_csv={o}", "seed=0", "colour=red"],
+     "error: step split_dataset takes no colour (it takes dataset, split_csv, split, seed)"),
+    (["split_dataset", "dataset={d}"], "error: step split_dataset needs split_csv, seed"),
+    (["split_dataset", "dataset={d}", "split_csv={o}", "seed=0", "--configfile", "{t}/bad.yaml"],
+     "error: config key split.test_fraction: 0 is less than or equal to the minimum of 0"),
+    (["split_dataset", "dataset={d}", "split_csv={o}", "seed=0", "--configfile", "{t}/typo.yaml"],
+     "error: config key split.fraction: Additional properties are not allowed ('fraction' was "
+     "unexpected)"),
+    (["split_dataset", "dataset={d}", "split_csv={o}", "seed=0", "--configfile", "{t}/no.yaml"],
+     "error: {t}/no.yaml: cannot read (No such file or directory)"),
+])
+def test_bad_command_lines_are_one_line_and_leave_nothing(tmp_path, capsys, argv, message):
+    (tmp_path / "bad.yaml").write_text("split: {test_fraction: 0}\n")
+    (tmp_path / "typo.yaml").write_text("split: {fraction: 0.5}\n")
+    before = sorted(tmp_path.iterdir())
+    fill = {"d": tmp_path / "d.npz", "o": tmp_path / "out" / "s.csv", "t": tmp_path}
+    assert run(steps.main, [arg.format(**fill) for arg in argv]) == 1
+    assert one_error(capsys) == message.format(**fill)
+    assert sorted(tmp_path.iterdir()) == before
+
+
+@pytest.mark.xfail(strict=True, raises=AttributeError,
+                   reason="a config section given as NAME=VALUE reaches the step as a string "
+                          "(steps._convert freezes it unchecked): a traceback, not one line")
+def test_a_config_section_given_as_a_value_is_one_line(tmp_path, capsys):
+    dataset = toy_dataset(tmp_path / "d.npz")
+    code = steps.guarded(lambda: steps.main([
+        "split_dataset", f"dataset={dataset}", f"split_csv={tmp_path / 's.csv'}",
+        "seed=0", "split=0.5"]))
+    assert code == 1 and "split" in one_error(capsys)
+    assert not (tmp_path / "s.csv").exists()
+
+
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="settings.freeze makes a dataclass of every mapping, and a sweep value "
+                          "name the schema allows ('deep.funneled', '2crop') is no identifier")
+def test_a_sweep_overlay_does_not_stop_a_step_run_by_hand(tmp_path, capsys):
+    (tmp_path / "sweep.yaml").write_text(textwrap.dedent("""\
+        sweep:
+          variant:
+            deep.funneled: {data: {variant: deepfunneled}}
+            2crop: {data: {crop: {rows: [0, 250]}}}
+    """))
+    code = steps.guarded(lambda: steps.main([
+        "split_dataset", f"dataset={tmp_path / 'absent.npz'}",
+        f"split_csv={tmp_path / 's.csv'}", "seed=0", "--configfile", str(tmp_path / "sweep.yaml")]))
+    assert code == 1 and "absent.npz" in one_error(capsys)  # the config was fine
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+def test_freeze_makes_sections_immutable_with_the_configs_own_keys():
+    config = load_config([DEFAULT_CONFIG])
+    frozen = freeze(config)
+    assert isinstance(frozen.data, Settings) and frozen.data.crop.rows == (61, 189)
+    assert frozen.seeds == tuple(config["seeds"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        frozen.data.image_size = 32
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        frozen.data.crop.rows = (0, 250)
+    assert frozen.data.as_dict() == config["data"]  # tuples back to lists: the same config
+    assert freeze(frozen) is frozen
+    assert hash(frozen.model) == hash(freeze(copy.deepcopy(config)).model)
+    assert [field.name for field in dataclasses.fields(frozen.train)] == list(config["train"])
+
+
+def leaves(value: Any, path: tuple = ()) -> list[tuple]:
+    """Every path to a value in a nested config (mapping keys and list indices)."""
+    if isinstance(value, dict) and value:
+        return [leaf for key, item in value.items() for leaf in leaves(item, (*path, key))]
+    if isinstance(value, list) and value:
+        return [path, *(leaf for i, item in enumerate(value) for leaf in leaves(item, (*path, i)))]
+    return [path]
+
+
+def changed(value: Any) -> Any:
+    """Some other value of the same kind (a list one longer, an empty mapping one key more)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    if isinstance(value, list):
+        return [*value, value[-1] if value else 0]
+    if isinstance(value, dict):
+        return {**value, "x": 1}
+    return "x" if value is None else None
+
+
+def test_fingerprint_is_equal_for_equal_configs_and_changes_with_any_key():
+    config = load_config([DEFAULT_CONFIG])
+    sections = [name for name, value in config.items() if isinstance(value, dict)]
+    base = fingerprint(*(freeze(config[name], name) for name in sections))
+    again = load_config([DEFAULT_CONFIG])
+    reordered = {name: dict(reversed(list(again[name].items()))) for name in sections}
+    assert fingerprint(*(freeze(reordered[name], name) for name in sections)) == base
+    assert fingerprint(*(config[name] for name in sections)) == base  # plain or frozen alike
+    seen = set()
+    for path in leaves({name: config[name] for name in sections}):
+        other = copy.deepcopy(config)
+        *parents, last = path
+        holder = other
+        for key in parents:
+            holder = holder[key]
+        holder[last] = changed(holder[last])
+        digest = fingerprint(*(freeze(other[name], name) for name in sections))
+        assert digest != base, path
+        seen.add(digest)
+    assert len(seen) == len(leaves({name: config[name] for name in sections}))
+
+
+# ----------------------------------------------------------------------------- rules and steps
+
+RULES_SCRIPT = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import OutputSettings, ResourceSettings
+
+with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+    workflow = api.workflow(ResourceSettings(cores=1), snakefile=Path(sys.argv[1]),
+                            workdir=Path(sys.argv[2]))._workflow
+    print(json.dumps([{
+        "name": rule.name, "script": rule.script, "input": list(rule.input.keys()),
+        "output": list(rule.output.keys()), "params": list(rule.params.keys()),
+        "unnamed": len(rule.input) + len(rule.output) + len(rule.params)
+                   - len(rule.input.keys()) - len(rule.output.keys()) - len(rule.params.keys()),
+        "wildcards": sorted(rule.wildcard_names), "resources": sorted(rule.resources),
+    } for rule in workflow.rules]))
+"""
+
+
+@pytest.fixture(scope="module")
+def rules(tmp_path_factory) -> dict[str, dict]:
+    """The workflow's rules as Snakemake parses them (its API, no DAG, no job)."""
+    project = make_project(tmp_path_factory.mktemp("rules"), {})
+    done = subprocess.run([sys.executable, "-c", RULES_SCRIPT, str(SNAKEFILE), str(project)],
+                          env=ENV, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {rule["name"]: rule for rule in json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def test_every_script_rule_runs_the_step_named_like_it_and_feeds_every_parameter(rules):
+    scripted = {name: rule for name, rule in rules.items() if rule["script"]}
+    assert scripted, "no rule uses script:"
+    for name, rule in scripted.items():
+        assert rule["script"] == "../scripts/step.py", name
+        assert name in steps.STEPS, f"rule {name} runs no step of lfwcnn.steps.STEPS"
+        assert rule["unnamed"] == 0, f"rule {name}: an unnamed input, output or param"
+        parameters = inspect.signature(steps.step_function(name)).parameters
+        named = rule["input"] + rule["output"] + rule["params"]
+        assert not set(named) - set(parameters), (name, set(named) - set(parameters))
+        given = {*named, *rule["wildcards"], "threads", *rule["resources"]}
+        needed = {p.name for p in parameters.values() if p.default is inspect.Parameter.empty}
+        assert needed <= given, (name, needed - given)
+        hints = typing.get_type_hints(steps.step_function(name))
+        sections = {p for p, hint in hints.items()
+                    if isinstance(hint, type) and issubclass(hint, Settings)}
+        assert sections <= set(rule["params"]), f"rule {name}: give {sections} as params"
+    assert set(steps.STEPS) <= set(scripted), "a step that no rule runs"
