@@ -108,7 +108,7 @@ def obtain(
         )
         unpack_archive(Path(source), images, limits)
     else:
-        raise LfwcnnError(f"LFW source {source} is a URL: download it first (lfwcnn.download)")
+        raise LfwcnnError(f"LFW source {source} is a URL: download it first (step download_lfw)")
     people = [p for p in images.iterdir() if p.is_dir() and not p.name.startswith(".")]
     record["people_folders"] = len(people)
     return record

@@ -15,6 +15,8 @@ import dataclasses
 import functools
 import hashlib
 import json
+import keyword
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +27,10 @@ class Settings:
     def as_dict(self) -> dict[str, Any]:
         """The section as plain JSON-ready data (tuples as lists), for records and hashes."""
         return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
+
+
+def _is_field_name(key: object) -> bool:
+    return isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key)
 
 
 @functools.cache
@@ -38,6 +44,9 @@ def freeze(value: Any, name: str = "config") -> Any:
     """``value`` with every mapping a frozen :class:`Settings` and every list a tuple."""
     if isinstance(value, Settings):
         return value
+    if isinstance(value, Mapping) and not all(map(_is_field_name, value)):
+        # a mapping of names rather than settings (the sweep's value names): read-only
+        return types.MappingProxyType({key: freeze(item, key) for key, item in value.items()})
     if isinstance(value, Mapping):
         cls = _section_class(name, tuple(value))
         return cls(**{key: freeze(item, key) for key, item in value.items()})

@@ -54,7 +54,7 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
     """``value`` (from a rule, or a string typed by hand) as the parameter's annotation says."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None or len(value) == 0 if isinstance(value, str | Sequence) else False:
+        if value is None or (isinstance(value, str | Sequence) and len(value) == 0):
             return None  # an optional input a rule left out (Snakemake gives an empty list)
         return _convert(name, value, next(arg for arg in args if arg is not type(None)))
     if origin is list:
@@ -63,6 +63,9 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
     if hint is Path:
         return Path(value)
     if isinstance(hint, type) and issubclass(hint, Settings):
+        if not isinstance(value, Mapping | Settings):
+            raise LfwcnnError(f"{name} is a config section: give it in a config file "
+                              "(--configfile), not as a value")
         return freeze(value, name)
     if hint in (int, float) and isinstance(value, str):
         try:
@@ -71,7 +74,9 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
             kind = "an integer" if hint is int else "a number"
             raise LfwcnnError(f"{name}: {value!r} is not {kind}") from None
     if hint is bool and isinstance(value, str):
-        return {"true": True, "false": False}.get(value.lower(), value)
+        if value.lower() not in ("true", "false"):
+            raise LfwcnnError(f"{name}: {value!r} is not true or false")
+        return value.lower() == "true"
     return value
 
 
@@ -155,22 +160,32 @@ def _usage(name: str) -> str:
     return f"  {name} {' '.join(names)}"
 
 
-def run_step(name: str, values: Mapping[str, Any], config: Settings | None = None) -> Any:
+def run_step(
+    name: str, values: Mapping[str, Any], config: Mapping[str, Any] | Settings | None = None
+) -> Any:
     """Run step ``name`` with ``values`` (parameter name -> value, as strings typed by hand
-    or as objects); its config sections come from ``config`` (frozen, checked), else from
-    config/config.yaml. What ``python -m lfwcnn`` does, callable from Python."""
+    or as objects); its config sections come from ``config`` (checked by the schema), else
+    from config/config.yaml. What ``python -m lfwcnn`` does, callable from Python."""
     function = step_function(name)
     hints = typing.get_type_hints(function)
     sections = [key for key, hint in hints.items() if key not in values
                 and isinstance(hint, type) and issubclass(hint, Settings)]
     if sections and config is None:
-        config = freeze(load_config([DEFAULT_CONFIG]))
-    return call(function, {**values, **{key: getattr(config, key) for key in sections}})
+        config = load_config([DEFAULT_CONFIG])
+    section = config.__getitem__ if isinstance(config, Mapping) else config.__getattribute__
+    return call(function, {**values, **{key: section(key) for key in sections}})
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose usage errors are one ``error:`` line like every other."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise LfwcnnError(f"{message} (python -m lfwcnn --help lists the steps)")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run one step of the pipeline by hand, as its rule runs it."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m lfwcnn", description=main.__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="steps and the NAMEs they take (a rule's input, output, params, wildcards; "
@@ -181,5 +196,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("values", nargs="*", metavar="NAME=VALUE")
     parser.add_argument("--configfile", action="append", default=[], metavar="FILE")
     args = parser.parse_args(argv)
-    config = freeze(load_config([DEFAULT_CONFIG, *args.configfile])) if args.configfile else None
+    config = load_config([DEFAULT_CONFIG, *args.configfile]) if args.configfile else None
     run_step(args.step, _from_command_line(args.values), config)
