@@ -112,6 +112,7 @@ def test_explain_1777_computes_the_split_from_the_counts():
 
 def aggregate(verdict: str, single: str = "inside") -> dict:
     return {"seeds": 5, "mean": 0.80, "std": 0.01, "confidence": 0.95, "verdict": verdict,
+            "paper_accuracy": 0.8347,
             "interval": {"low": 0.79, "high": 0.81}, "verdict_single_run": single,
             "prediction_interval": {"low": 0.77, "high": 0.83}, "statement": "S."}
 
@@ -256,6 +257,12 @@ def test_protocol_departures_are_empty_for_the_shipped_config():
     assert protocol_departures(config) == []
     config["train"]["epochs"] = 3
     assert protocol_departures(config) == [{"key": "train.epochs", "paper": 100, "ours": 3}]
+
+
+def test_the_schema_defaults_are_the_papers_protocol():
+    """The defaults live in the schema; claims.PAPER_PROTOCOL is what departures are told from."""
+    schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    assert protocol_departures(check_config({}, schema)) == []
 
 
 # ----------------------------------------------------------------------------- the pipeline

@@ -7,6 +7,7 @@ feature-map and sparsity figures) can ask for a layer by the name the paper uses
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,6 +15,18 @@ import numpy as np
 from lfwcnn.errors import LfwcnnError
 
 DROPOUT_PLACEMENTS = ("last", "all")  # after the last dense layer only, or after every one
+CONV, POOL = "conv", "pool"  # block i holds the layers conv{i} and pool{i}, as in the paper
+FEATURE_LAYER = re.compile(rf"^({CONV}|{POOL})(\d+)$")
+
+
+def block_layers(block: int) -> tuple[str, str]:
+    """The names of the conv and pooling layer of block ``block`` (from 1): conv1, pool1."""
+    return f"{CONV}{block}", f"{POOL}{block}"
+
+
+def feature_layer_names(blocks: int) -> list[str]:
+    """conv1, pool1, conv2, ...: the conv and pooling layers of ``blocks`` blocks, in order."""
+    return [name for block in range(1, blocks + 1) for name in block_layers(block)]
 
 
 def scale_pixels(images: np.ndarray) -> np.ndarray:
@@ -106,9 +119,10 @@ def build_model(
 
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
-    for i, n_filters in enumerate(filters, start=1):
-        x = layers.Conv2D(n_filters, kernel_size, activation="relu", name=f"conv{i}")(x)
-        x = layers.MaxPooling2D(pool_size, name=f"pool{i}")(x)
+    for block, n_filters in enumerate(filters, start=1):
+        conv, pool = block_layers(block)
+        x = layers.Conv2D(n_filters, kernel_size, activation="relu", name=conv)(x)
+        x = layers.MaxPooling2D(pool_size, name=pool)(x)
     x = layers.Flatten(name="flatten")(x)
     last = len(dense_units)
     for i, units in enumerate(dense_units, start=1):
