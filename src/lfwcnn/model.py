@@ -101,16 +101,10 @@ def build_model(
     "Dropout is applied to the fully-connected layers preceding the output layer" reads as
     either the last dense layer or all of them: ``dropout_placement`` picks ("last" or
     "all"); each dropout layer is named after the dense layer it follows (``dropout2``).
-    Inputs are expected in [0, 1] (:func:`scale_pixels`).
+    Inputs are expected in [0, 1] (:func:`scale_pixels`). The settings are those the config
+    schema (or :func:`check_architecture`, for a command line) has checked; the data's shape
+    and number of classes are checked here.
     """
-    check_architecture(
-        filters=filters,
-        kernel_size=kernel_size,
-        pool_size=pool_size,
-        dense_units=dense_units,
-        dropout_rate=dropout_rate,
-        dropout_placement=dropout_placement,
-    )
     check_input_shape(input_shape, filters=filters, kernel_size=kernel_size, pool_size=pool_size)
     if n_classes < 2:
         raise LfwcnnError(f"a classifier needs at least 2 classes, got {n_classes}")

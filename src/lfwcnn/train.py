@@ -139,8 +139,11 @@ def train(
     device: str = "auto",
     threads: int = 0,
 ) -> Trained:
-    """Train one seed; resume from ``backup_dir`` when it holds a snapshot of this same run."""
-    check_settings(schedule, architecture, device, threads)
+    """Train one seed; resume from ``backup_dir`` when it holds a snapshot of this same run.
+
+    The settings are those the config schema (or :func:`check_settings`, for the command line)
+    has checked; the data are checked here, before TensorFlow starts.
+    """
     check_data(data, train_idx, test_idx, architecture)
     backup = claim_backup_dir(backup_dir)
     device_info = select_device(device, threads)
