@@ -167,8 +167,7 @@ def verdict_c2(aggregate: dict | None, epochs: Sequence[int] = (),
     """
     title = f"Test accuracy after {PAPER['epochs']} epochs"
     if aggregate is None:
-        paper = "-"
-        return Verdict("C2", title, paper, "-", "not run", "The evaluation has not run.")
+        return Verdict("C2", title, "-", "-", "not run", "The evaluation has not run.")
     paper = f"{100 * aggregate['paper_accuracy']:.2f} %"  # evaluate.paper_accuracy
     n = aggregate["seeds"]
     ours = f"{aggregate['mean']:.2%} mean over {n} seed{'s' * (n > 1)}"
