@@ -195,7 +195,8 @@ ARGUMENT_CASES = [
     ({"device": "tpu"}, "unknown device 'tpu'"),
     ({"filters": [8, 0]}, "filters must be one or more positive integers"),
     ({"model": "model.h5"}, "Keras models are written as .keras files"),
-    ({"dataset": "missing.npz"}, "missing.npz: cannot read as prepared dataset"),
+    ({"dataset": "missing.npz"},
+     "missing.npz: cannot read as prepared dataset (No such file or directory)"),
 ]
 FILE_CASES = [
     ("labels out of range", "labels must lie in 0..3, found 0..7"),
