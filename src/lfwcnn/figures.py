@@ -39,6 +39,7 @@ from lfwcnn import loading  # noqa: E402
 from lfwcnn.atomic import atomic_path, write_text  # noqa: E402
 from lfwcnn.cli import run  # noqa: E402
 from lfwcnn.errors import LfwcnnError  # noqa: E402
+from lfwcnn.model import FEATURE_LAYER, POOL  # noqa: E402
 from lfwcnn.ownership import check_outputs, in_folder, listed  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -350,8 +351,8 @@ def paper_figure_numbers(layers: Sequence[str]) -> dict[str, str]:
     """conv1 -> Fig. 7, pool1 -> Fig. 8, ... conv3 -> Fig. 11, pool3 -> Fig. 12."""
     numbers = {}
     for name in layers:
-        kind, block = name[:4], int(name[4:])
-        number = 7 + 2 * (block - 1) + (kind == "pool")
+        kind, block = FEATURE_LAYER.fullmatch(name).groups()
+        number = 7 + 2 * (int(block) - 1) + (kind == POOL)
         if number <= 12:
             numbers[name] = f"Fig. {number}"
     return numbers
