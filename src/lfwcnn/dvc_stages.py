@@ -3,8 +3,8 @@
 Each ``dvc_<stage>`` target rule of workflow/rules/targets.smk is one DVC stage: it runs that
 target, its outputs are the files of the jobs the target names, its data dependencies are
 the other stages' outputs those jobs read, its code the rule files, the workflow's helper
-files and schemas and the lfwcnn modules they run (their import closure, found by Python's
-modulefinder), and its parameters the config keys the target rule lists. Snakemake knows all
+files, scripts and schemas and the lfwcnn modules they run (a rule's step: lfwcnn.steps.STEPS;
+their import closure, found by Python's modulefinder), and its parameters the config keys the target rule lists. Snakemake knows all
 of it but the keys, so nothing else is written by hand; tests/test_dvc.py checks that the
 committed dvc.yaml is what this prints.
 """
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from lfwcnn.steps import STEPS
 
 SNAKEFILE = Path("workflow", "Snakefile")
 VARIANT = re.compile(r"\{(run|dataset|source)(,[^}]*)?\}")  # all named data.variant
@@ -65,6 +67,8 @@ def stage(target: Any, owner: dict[str, str], helpers: list[str], root: Path) ->
     for job in target.dag.dependencies[target]:
         code.add(Path(job.rule.snakefile).relative_to(root).as_posix())
         names.update(MODULE.findall(job.rule.shellcmd or ""))
+        if job.rule.name in STEPS:  # a script: rule runs its step through lfwcnn.steps
+            names.update({"steps", STEPS[job.rule.name].removeprefix("lfwcnn.")})
         for file in job.input:
             if str(file) in owner:
                 deps.add(owner[str(file)])
@@ -108,7 +112,8 @@ def generate(root: Path) -> str:
         rule_files = {Path(rule.snakefile) for rule in workflow.rules}
         helpers = [
             path.relative_to(root).as_posix()
-            for path in [*map(Path, workflow.included), *(root / "workflow/schemas").glob("*")]
+            for path in [*map(Path, workflow.included), *(root / "workflow/schemas").glob("*"),
+                         *(root / "workflow/scripts").glob("*.py")]
             if path not in rule_files
         ]
         stages = {name[4:]: stage(targets[name], owner, sorted(helpers), root) for name in names}
