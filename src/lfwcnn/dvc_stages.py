@@ -4,8 +4,9 @@ Each ``dvc_<stage>`` target rule of workflow/rules/targets.smk is one DVC stage:
 target, its outputs are the files of the jobs the target names, its data dependencies are
 the other stages' outputs those jobs read, its code the rule files, the workflow's helper
 files, scripts and schemas and the lfwcnn modules they run (a rule's step: lfwcnn.steps.STEPS;
-their import closure, found by Python's modulefinder), and its parameters the config keys the target rule lists. Snakemake knows all
-of it but the keys, so nothing else is written by hand; tests/test_dvc.py checks that the
+their import closure, found by Python's modulefinder), and its parameters the config keys
+the target rule lists. Snakemake knows all of it but the keys, so nothing else is written by
+hand; tests/test_dvc.py checks that the
 committed dvc.yaml is what this prints.
 """
 
