@@ -91,12 +91,16 @@ def measure(command: list[str], env: dict[str, str]) -> dict:
 
 
 def run_pipeline(folder: Path, epochs: int, seed: int, threads: int, env) -> dict:
+    """The pipeline's step as its rule runs it: config.yaml's model and training, ``epochs``."""
     out = folder / "pipeline"
-    command = [sys.executable, "-m", "lfwcnn.train", "--dataset", str(folder / "dataset.npz"),
-               "--split", str(folder / "split.csv"), "--seed", str(seed), "--epochs", str(epochs),
-               "--threads", str(threads), "--backup-dir", str(out / "backup"),
-               "--model", str(out / "model.keras"), "--history", str(out / "history.csv"),
-               "--info", str(out / "train.json")]
+    config = folder / "config.yaml"
+    config.write_text(json.dumps({"train": {"epochs": epochs}}), encoding="utf-8")
+    command = [sys.executable, "-m", "lfwcnn", "train_model",
+               f"dataset={folder / 'dataset.npz'}", f"split_csv={folder / 'split.csv'}",
+               f"seed={seed}", f"split_seed={seed}", f"threads={threads}",
+               f"backup={out / 'backup'}", f"model_file={out / 'model.keras'}",
+               f"history={out / 'history.csv'}", f"info={out / 'train.json'}",
+               "--configfile", str(config)]
     result = measure(command, env)
     info = json.loads((out / "train.json").read_text())
     return {**result, "fit_s": info["seconds"], "fit_cpu_s": info["cpu_seconds"],

@@ -1,4 +1,4 @@
-"""Small synthetic datasets and command lines for the training and evaluation tests.
+"""Small synthetic datasets, settings and command lines for the training and evaluation tests.
 
 The faces are tiny (16x16) and each class has its own colour and stripe pattern under noise,
 so a two-block CNN learns them in a few epochs on a CPU: a test can tell a working pipeline
@@ -12,13 +12,33 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import yaml
 
+from lfwcnn.config import default_settings
 from lfwcnn.dataset import Dataset, save_dataset, save_split
+from lfwcnn.settings import Settings
 
 SIDE = 16
 # Two conv-pool blocks fit 16x16 images: 16 -> 14 -> 7 -> 5 -> 2.
-TINY_ARCH = {"filters": (4, 8), "kernel_size": 3, "pool_size": 2, "dense_units": (16, 8),
+TINY_ARCH = {"filters": [4, 8], "kernel_size": 3, "pool_size": 2, "dense_units": [16, 8],
              "dropout_rate": 0.5, "dropout_placement": "last"}
+TINY_TRAIN = {"batch_size": 16, "device": "cpu"}
+
+
+def tiny_config(*, epochs: int = 3, model: dict | None = None, **train) -> dict:
+    """A config overlay: the tiny architecture, ``epochs`` epochs of batch 16 on the CPU."""
+    return {"model": {**TINY_ARCH, **(model or {})},
+            "train": {**TINY_TRAIN, "epochs": epochs, **train}}
+
+
+def tiny_settings(*, epochs: int = 3, model: dict | None = None, **train) -> Settings:
+    """The checked, frozen config of :func:`tiny_config` (its ``.model`` and ``.train``)."""
+    return default_settings(tiny_config(epochs=epochs, model=model, **train))
+
+
+def model_settings(**model) -> Settings:
+    """The ``model`` section of config.yaml with ``model`` keys changed, checked and frozen."""
+    return default_settings({"model": model}).model
 
 
 def tf_env() -> dict[str, str]:
@@ -68,27 +88,24 @@ def write_synthetic(folder: Path, **kwargs) -> tuple[Path, Path]:
     return npz, split
 
 
-def train_argv(npz: Path, split: Path, out: Path, /, *, seed: int = 0, epochs: int = 3,
+def write_config(path: Path, overlay: dict) -> Path:
+    """Write the config overlay ``overlay`` (as ``--configfile`` takes it) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(overlay), encoding="utf-8")
+    return path
+
+
+def train_argv(npz: Path, split: Path, out: Path, /, *, configfile: Path, seed: int = 0,
                **options) -> list[str]:
-    """Arguments of ``lfwcnn.train`` for the tiny architecture; ``options`` override any flag."""
-    flags = {
-        "--dataset": npz, "--split": split, "--seed": seed, "--epochs": epochs,
-        "--batch-size": 16, "--filters": TINY_ARCH["filters"],
-        "--kernel-size": 3, "--pool-size": 2, "--dense-units": TINY_ARCH["dense_units"],
-        "--dropout-rate": 0.5, "--dropout-placement": "last", "--device": "cpu",
-        "--threads": 1, "--backup-dir": out / "backup", "--model": out / "model.keras",
-        "--history": out / "history.csv", "--info": out / "train.json",
+    """``python -m lfwcnn train_model`` arguments writing into ``out``, the config in
+    ``configfile`` (:func:`tiny_config`); ``options`` override any value (None: leave out)."""
+    values = {
+        "dataset": npz, "split_csv": split, "seed": seed, "split_seed": 0, "threads": 1,
+        "backup": out / "backup", "model_file": out / "model.keras",
+        "history": out / "history.csv", "info": out / "train.json", **options,
     }
-    for key, value in options.items():
-        flags["--" + key.replace("_", "-")] = value
-    argv: list[str] = []
-    for flag, value in flags.items():
-        if value is None:
-            continue
-        argv.append(flag)
-        argv.extend(str(v) for v in value) if isinstance(value, tuple | list) else argv.append(
-            str(value))
-    return argv
+    return ["train_model", *(f"{name}={value}" for name, value in values.items()
+                             if value is not None), "--configfile", str(configfile)]
 
 
 def python_module(module: str) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_training import make_dataset, split_in_quarters
+from helpers_training import make_dataset, model_settings, split_in_quarters
 
 from lfwcnn import activations
 from lfwcnn.activations import (
@@ -35,7 +35,7 @@ def small(tmp_path_factory) -> dict:
     train, test = split_in_quarters(data)
     save_dataset(folder / "dataset.npz", data)
     save_split(folder / "split.csv", data.files, train, test)
-    model = build_model(3, (SIDE, SIDE, 3), filters=(4, 6, 8), dense_units=(8, 8))
+    model = build_model(3, (SIDE, SIDE, 3), model_settings(filters=[4, 6, 8], dense_units=[8, 8]))
     model.save(folder / "model.keras")
     return {"folder": folder, "data": data, "train": train, "test": test, "model": model}
 

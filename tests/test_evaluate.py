@@ -10,13 +10,13 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_training import TINY_ARCH, make_dataset, split_in_quarters
+from helpers_training import make_dataset, split_in_quarters, tiny_settings
 
 from lfwcnn import aggregate, evaluate
 from lfwcnn.cli import run
 from lfwcnn.dataset import save_dataset, save_split
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.train import Architecture, Schedule, train, write_outputs
+from lfwcnn.train import train_seed, write_outputs
 
 T_975_2 = 4.302652729749462  # Student t, 97.5 % quantile, 2 degrees of freedom
 
@@ -118,12 +118,12 @@ def trained_seed(tmp_path_factory):
     train_idx, test_idx = split_in_quarters(data)
     save_dataset(tmp / "dataset.npz", data)
     save_split(tmp / "split.csv", data.files, train_idx, test_idx)
-    trained = train(data, train_idx, test_idx, schedule=Schedule(7, 3, 16, learning_rate=0.01),
-                    architecture=Architecture(**TINY_ARCH), backup_dir=tmp / "backup",
-                    device="cpu", threads=1)
+    settings = tiny_settings(epochs=3, learning_rate=0.01)
+    trained = train_seed(data, train_idx, test_idx, seed=7, model=settings.model,
+                         train=settings.train, backup_dir=tmp / "backup", threads=1)
     trained.info["split_seed"] = 3
-    write_outputs(trained, model_path=tmp / "model.keras", history_path=tmp / "history.csv",
-                  info_path=tmp / "train.json")
+    write_outputs(trained, model_file=tmp / "model.keras", history=tmp / "history.csv",
+                  info=tmp / "train.json")
     return tmp, trained
 
 

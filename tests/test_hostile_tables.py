@@ -22,13 +22,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_training import TINY_ARCH, make_dataset, split_in_quarters, tf_env, train_argv
+from helpers_training import (
+    TINY_ARCH,
+    make_dataset,
+    model_settings,
+    split_in_quarters,
+    tf_env,
+    tiny_config,
+    train_argv,
+    write_config,
+)
 from lfw_fixtures import make_lfw_tree
 from markupsafe import escape
 from PIL import Image
 from workflow_runner import make_project, snakemake
 
-from lfwcnn import aggregate, evaluate, figures, report, run_record, steps, train
+from lfwcnn import aggregate, evaluate, figures, report, run_record, steps
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split, save_dataset, save_split
 from lfwcnn.ownership import (
@@ -123,7 +132,7 @@ def evaluated(prepared, tmp_path_factory) -> Path:
     import keras
 
     keras.utils.set_random_seed(0)
-    model = build_model(data.n_classes, data.images.shape[1:], **TINY_ARCH)
+    model = build_model(data.n_classes, data.images.shape[1:], model_settings(**TINY_ARCH))
     model.save(out / "model.keras")
     (out / "train.json").write_text(json.dumps({"seed": 0, "split_seed": 0}))
     rows = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "test_loss": 2.1, "test_accuracy": 0.2,
@@ -354,9 +363,15 @@ def inputs(tmp_path) -> tuple[Path, Path]:
     return folder / "dataset.npz", folder / "split.csv"
 
 
+def one_epoch_config(inputs) -> Path:
+    """The tiny training's config, beside the inputs (written before a test takes stock)."""
+    return write_config(inputs[0].parent / "config.yaml", tiny_config(epochs=1))
+
+
 def refused_training(tmp_path, capsys, inputs, out: Path, **options) -> str:
+    config = one_epoch_config(inputs)
     before = snapshot(tmp_path)
-    status = run(train.main, train_argv(*inputs, out, epochs=1, **options))
+    status = run(steps.main, train_argv(*inputs, out, configfile=config, **options))
     line = one_error(capsys)
     assert status == 1
     assert snapshot(tmp_path) == before  # nothing written, nothing removed
@@ -367,42 +382,42 @@ def test_a_backup_dir_holding_a_users_files_is_refused(tmp_path, capsys, inputs)
     mine = tmp_path / "my_folder"
     mine.mkdir()
     (mine / "thesis.tex").write_text("years of work")
-    line = refused_training(tmp_path, capsys, inputs, tmp_path / "out", backup_dir=mine)
-    assert f"--backup-dir {mine} holds files that lfwcnn.train did not make" in line
+    line = refused_training(tmp_path, capsys, inputs, tmp_path / "out", backup=mine)
+    assert f"backup {mine} holds files that lfwcnn.train did not make" in line
     assert MARKER in line
 
 
 @pytest.mark.parametrize(("where", "message"), [
-    ("out", "holds --model"),  # the folder of the step's own outputs
-    ("inputs", "holds --dataset"),  # the folder of its inputs
-    (".", "holds --dataset"),  # above everything
-    ("out/model.keras", "holds --model"),  # an output itself
-    ("out/model.keras/backup", "lies inside --model"),
-    ("inputs/split.csv", "holds --split"),
+    ("out", "holds model_file"),  # the folder of the step's own outputs
+    ("inputs", "holds dataset"),  # the folder of its inputs
+    (".", "holds dataset"),  # above everything
+    ("out/model.keras", "holds model_file"),  # an output itself
+    ("out/model.keras/backup", "lies inside model_file"),
+    ("inputs/split.csv", "holds split_csv"),
 ])
 def test_a_backup_dir_that_overlaps_an_input_or_output_is_refused(tmp_path, capsys, inputs,
                                                                    where, message):
     backup = tmp_path / where
-    line = refused_training(tmp_path, capsys, inputs, tmp_path / "out", backup_dir=backup)
-    assert line.startswith(f"error: --backup-dir {backup} ") and message in line
+    line = refused_training(tmp_path, capsys, inputs, tmp_path / "out", backup=backup)
+    assert line.startswith(f"error: backup {backup} ") and message in line
 
 
 def test_a_backup_dir_reached_through_a_link_is_judged_by_its_target(tmp_path, capsys, inputs):
     (tmp_path / "link").symlink_to(tmp_path / "inputs", target_is_directory=True)
     line = refused_training(tmp_path, capsys, inputs, tmp_path / "out",
-                            backup_dir=tmp_path / "link")
-    assert "holds --dataset" in line
+                            backup=tmp_path / "link")
+    assert "holds dataset" in line
 
 
 def test_an_output_over_an_input_or_a_folder_is_refused(tmp_path, capsys, inputs):
     line = refused_training(tmp_path, capsys, inputs, tmp_path / "out", history=inputs[1])
-    assert f"--history {inputs[1]} is also --split" in line
+    assert f"history {inputs[1]} is also split_csv" in line
     (tmp_path / "out").mkdir()
     line = refused_training(tmp_path, capsys, inputs, tmp_path / "out", info=tmp_path / "out")
     assert "is a folder" in line
     line = refused_training(tmp_path, capsys, inputs, tmp_path / "out",
                             info=tmp_path / "out" / "model.keras")
-    assert "is also --model" in line
+    assert "is also model_file" in line
 
 
 @pytest.mark.parametrize("argv", [
@@ -448,12 +463,13 @@ def test_release_removes_only_what_the_step_made(tmp_path):
 
 def test_training_removes_the_backup_it_made_and_keeps_an_adopted_folder(tmp_path, inputs):
     out = tmp_path / "out"
-    assert run(train.main, train_argv(*inputs, out, epochs=1)) == 0
+    config = one_epoch_config(inputs)
+    assert run(steps.main, train_argv(*inputs, out, configfile=config)) == 0
     assert (out / "model.keras").is_file() and not (out / "backup").exists()
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert run(train.main, train_argv(*inputs, tmp_path / "out2", epochs=1,
-                                      backup_dir=empty)) == 0
+    assert run(steps.main, train_argv(*inputs, tmp_path / "out2", configfile=config,
+                                      backup=empty)) == 0
     assert empty.is_dir() and not any(empty.iterdir())
 
 

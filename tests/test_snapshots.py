@@ -5,10 +5,13 @@ import json
 import numpy as np
 import pytest
 
+from lfwcnn.config import default_settings
+from lfwcnn.dataset import Dataset
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.ownership import LATEST
 from lfwcnn.run_record import HISTORY_COLUMNS, history_csv, read_history_csv
-from lfwcnn.snapshots import data_fingerprint, load_snapshot
+from lfwcnn.settings import freeze
+from lfwcnn.snapshots import data_fingerprint, load_snapshot, resume_fingerprint
 
 FINGERPRINT = {"data": "abc", "seed": 0}
 
@@ -70,3 +73,41 @@ def test_the_data_fingerprint_changes_with_any_array_or_index():
     assert base == data_fingerprint(images.copy(), labels, train, test)
     assert base != data_fingerprint(images, labels, np.array([0, 1, 3]), np.array([2]))
     assert base != data_fingerprint(images + 1, labels, train, test)
+
+
+def other_value(value):
+    """Another value of the same kind, for every kind a config section holds."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int | float):
+        return value + 1
+    if isinstance(value, str):
+        return value + "x"
+    return [*value, value[-1]]  # a list
+
+
+def test_the_resume_fingerprint_covers_every_setting_but_epochs_and_device():
+    """Derived from the whole sections: a key added to the config is covered with no change
+    here or in lfwcnn.snapshots, and only epochs and the device may differ on resume."""
+    config = default_settings()
+    data = Dataset(images=np.zeros((4, 2, 2, 3), np.uint8), labels=np.array([0, 1, 0, 1]),
+                   class_names=np.array(["A", "B"]), files=np.array(["A/1", "B/1", "A/2", "B/2"]))
+    split = (np.array([0, 1, 2]), np.array([3]))
+
+    def fingerprint(seed=0, **sections):
+        plain = {name: getattr(config, name).as_dict() for name in ("model", "train")}
+        for name, change in sections.items():
+            plain[name].update(change)
+        return json.loads(json.dumps(resume_fingerprint(
+            data, *split, seed=seed, model=freeze(plain["model"], "model"),
+            train=freeze(plain["train"], "train"))))  # as state.json holds it
+
+    base = fingerprint()
+    assert base == fingerprint() and fingerprint(seed=1) != base
+    for name in ("model", "train"):
+        for key, value in getattr(config, name).as_dict().items():
+            changed = fingerprint(**{name: {key: other_value(value)}})
+            if (name, key) in {("train", "epochs"), ("train", "device")}:
+                assert changed == base, key
+            else:
+                assert changed != base, key

@@ -15,13 +15,15 @@ import time
 import numpy as np
 import pytest
 from helpers_training import (
-    TINY_ARCH,
     make_dataset,
     model_weights,
     python_module,
     split_in_quarters,
     tf_env,
+    tiny_config,
+    tiny_settings,
     train_argv,
+    write_config,
     write_synthetic,
 )
 from workflow_runner import SHARED_LFW, SHARED_LFW_REASON
@@ -31,15 +33,16 @@ from lfwcnn.dataset import save_dataset, save_split
 from lfwcnn.devices import select_device
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.run_record import HISTORY_COLUMNS
-from lfwcnn.train import Architecture, Schedule, main, train
+from lfwcnn.steps import main
+from lfwcnn.train import train_seed
 
 
-def fit(tmp_path, name, *, seed=0, epochs=4, data=None, **schedule):
+def fit(tmp_path, name, *, seed=0, epochs=4, data=None, **train):
     data = data if data is not None else make_dataset()
     train_idx, test_idx = split_in_quarters(data)
-    return train(data, train_idx, test_idx, schedule=Schedule(seed, epochs, 16, **schedule),
-                 architecture=Architecture(**TINY_ARCH), backup_dir=tmp_path / name,
-                 device="cpu", threads=1)
+    settings = tiny_settings(epochs=epochs, **train)
+    return train_seed(data, train_idx, test_idx, seed=seed, model=settings.model,
+                      train=settings.train, backup_dir=tmp_path / name, threads=1)
 
 
 def same_weights(a, b) -> bool:
@@ -53,7 +56,7 @@ def runs(tmp_path_factory):
     first = fit(tmp, "first")
     again = fit(tmp, "again")
     other = fit(tmp, "other", seed=1)
-    fit(tmp, "resumed", epochs=2)  # leaves its backup behind (main() removes it, train() not)
+    fit(tmp, "resumed", epochs=2)  # leaves its backup behind (the step removes it, not this)
     resumed = fit(tmp, "resumed")
     return {"first": first, "again": again, "other": other, "resumed": resumed}
 
@@ -94,6 +97,8 @@ def test_run_record(runs):
     assert info["device"] == "cpu" and info["gpu_name"] is None
     assert info["cpu"] and info["cores"] >= 1
     assert info["params"] == 1108 and info["seed"] == 0 and info["epochs"] == 4
+    assert info["model"] == tiny_settings().model.as_dict() and info["model"]["filters"] == [4, 8]
+    assert info["train"] == {**tiny_settings(epochs=4).train.as_dict(), "device": "cpu"}
     assert (info["train_images"], info["test_images"]) == (72, 24)
     assert info["seconds_per_epoch"] > 0 and info["tensorflow"] and info["keras"]
 
@@ -123,10 +128,13 @@ def test_killed_run_resumes_and_ends_with_the_uninterrupted_weights(tmp_path):
     npz, split = write_synthetic(tmp_path)
     epochs = 20  # the kill lands after epoch 3, seconds before the end
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    command = python_module("lfwcnn.train")
+    command = python_module("lfwcnn")
+    config = write_config(tmp_path / "config.yaml", tiny_config(epochs=epochs))
     quiet = {"env": tf_env(), "stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
-    reference = subprocess.Popen(command + train_argv(npz, split, whole, epochs=epochs), **quiet)
-    victim = subprocess.Popen(command + train_argv(npz, split, killed, epochs=epochs), **quiet)
+    reference = subprocess.Popen(command + train_argv(npz, split, whole, configfile=config),
+                                 **quiet)
+    victim = subprocess.Popen(command + train_argv(npz, split, killed, configfile=config),
+                              **quiet)
     deadline = time.monotonic() + 90
     while latest_epoch(killed / "backup") < 3 and victim.poll() is None:
         assert time.monotonic() < deadline, "no epoch was backed up in 90 s"
@@ -137,7 +145,7 @@ def test_killed_run_resumes_and_ends_with_the_uninterrupted_weights(tmp_path):
     assert 3 <= latest_epoch(killed / "backup") < epochs
     assert not (killed / "model.keras").exists()
 
-    rerun = subprocess.run(command + train_argv(npz, split, killed, epochs=epochs),
+    rerun = subprocess.run(command + train_argv(npz, split, killed, configfile=config),
                            env=tf_env(), capture_output=True, text=True, timeout=180)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "resuming from" in rerun.stderr
@@ -160,7 +168,7 @@ def test_killed_run_resumes_and_ends_with_the_uninterrupted_weights(tmp_path):
 
 
 def bad_files(tmp_path, case):
-    """Write the broken dataset or split of ``case``; return argv overrides pointing at it."""
+    """Write the broken dataset or split of ``case``; return values pointing at it."""
     data = make_dataset()
     train_idx, test_idx = split_in_quarters(data)
     npz, split = tmp_path / "bad.npz", tmp_path / "bad.csv"
@@ -182,21 +190,32 @@ def bad_files(tmp_path, case):
                    test_idx)
     else:
         save_split(split, data.files, train_idx, test_idx)
-    return {"dataset": npz, "split": split}
+    return {"dataset": npz, "split_csv": split}
 
 
-ARGUMENT_CASES = [
-    ({"epochs": 0}, "epochs must be at least 1, got 0"),
-    ({"batch_size": 0}, "batch size must be at least 1, got 0"),
-    ({"optimizer": "adagrad"}, "unknown optimizer 'adagrad'; choose one of adam, sgd, rmsprop"),
-    ({"dropout_placement": "middle"}, "unknown dropout placement 'middle'"),
-    ({"dropout_rate": 1.5}, "dropout rate must lie in [0, 1), got 1.5"),
-    ({"learning_rate": 0}, "learning rate must be positive"),
-    ({"device": "tpu"}, "unknown device 'tpu'"),
-    ({"filters": [8, 0]}, "filters must be one or more positive integers"),
-    ({"model": "model.h5"}, "Keras models are written as .keras files"),
+# settings the schema refuses (a config overlay), and values given to the step
+CONFIG_CASES = [
+    ({"train": {"epochs": 0}}, "config key train.epochs: 0 is less than the minimum of 1"),
+    ({"train": {"batch_size": 0}}, "config key train.batch_size: 0 is less than the minimum of 1"),
+    ({"train": {"optimizer": "adagrad"}},
+     "config key train.optimizer: 'adagrad' is not one of ['adam', 'sgd', 'rmsprop']"),
+    ({"model": {"dropout_placement": "middle"}},
+     "config key model.dropout_placement: 'middle' is not one of ['last', 'all']"),
+    ({"model": {"dropout_rate": 1.5}},
+     "config key model.dropout_rate: 1.5 is greater than or equal to the maximum of 1"),
+    ({"train": {"learning_rate": 0}},
+     "config key train.learning_rate: 0 is less than or equal to the minimum of 0"),
+    ({"train": {"device": "tpu"}},
+     "config key train.device: 'tpu' is not one of ['auto', 'cpu', 'gpu']"),
+    ({"model": {"filters": [8, 0]}}, "config key model.filters.1: 0 is less than the minimum of 1"),
+]
+VALUE_CASES = [
+    ({"model_file": "model.h5"}, "model_file model.h5: Keras models are written as .keras files"),
     ({"dataset": "missing.npz"},
      "missing.npz: cannot read as prepared dataset (No such file or directory)"),
+    ({"threads": -1}, "threads must be 0 (TensorFlow's choice) or more, got -1"),
+    ({"seed": "first"}, "seed: 'first' is not an integer"),
+    ({"seed": -1}, "seed must be non-negative, got -1"),
 ]
 FILE_CASES = [
     ("labels out of range", "labels must lie in 0..3, found 0..7"),
@@ -208,17 +227,27 @@ FILE_CASES = [
 ]
 
 
-def refused(tmp_path, capsys, overrides):
+def refused(tmp_path, capsys, overrides, config=None):
     npz, split = write_synthetic(tmp_path)
     out = tmp_path / "out"
-    status = run(main, train_argv(npz, split, out, **overrides))
+    overlay = tiny_config()
+    for section, values in (config or {}).items():
+        overlay[section].update(values)
+    configfile = write_config(tmp_path / "config.yaml", overlay)
+    status = run(main, train_argv(npz, split, out, configfile=configfile, **overrides))
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1
     assert not out.exists()  # nothing written, no backup started
     return err
 
 
-@pytest.mark.parametrize("overrides, message", ARGUMENT_CASES)
+@pytest.mark.parametrize("config, message", CONFIG_CASES)
+def test_bad_settings_are_one_line_errors(tmp_path, capsys, config, message):
+    err = refused(tmp_path, capsys, {}, config)
+    assert err == [f"error: {message}"], err
+
+
+@pytest.mark.parametrize("overrides, message", VALUE_CASES)
 def test_bad_arguments_are_one_line_errors(tmp_path, capsys, overrides, message):
     err = refused(tmp_path, capsys, overrides)
     assert err[-1].startswith("error: ") and message in err[-1], err
@@ -234,13 +263,17 @@ def test_argument_errors_come_before_tensorflow_starts(tmp_path):
     """Checked in a fresh interpreter: a bad config fails in well under TensorFlow's import."""
     npz, split = write_synthetic(tmp_path)
     probe = (
-        "import sys; from lfwcnn.cli import run; from lfwcnn.train import main;"
+        "import sys; from lfwcnn.cli import run; from lfwcnn.steps import main;"
         "status = run(main, sys.argv[1:]);"
         "print('tensorflow' in sys.modules, 'keras' in sys.modules); sys.exit(status)"
     )
-    for overrides in ({"epochs": 0}, bad_files(tmp_path, "labels out of range")):
+    bad_config = write_config(tmp_path / "bad.yaml", tiny_config(epochs=0))
+    good_config = write_config(tmp_path / "good.yaml", tiny_config())
+    for overrides, config in (({}, bad_config),
+                              (bad_files(tmp_path, "labels out of range"), good_config)):
         result = subprocess.run(
-            [sys.executable, "-c", probe, *train_argv(npz, split, tmp_path / "o", **overrides)],
+            [sys.executable, "-c", probe,
+             *train_argv(npz, split, tmp_path / "o", configfile=config, **overrides)],
             env=tf_env(), capture_output=True, text=True, timeout=60,
         )
         assert result.returncode == 1
@@ -262,8 +295,9 @@ def test_real_lfw_a_few_epochs_beat_chance_and_the_majority_class(tmp_path):
     data = prepare(SHARED_LFW, default_settings().data, workers=2).data
     save_dataset(tmp_path / "dataset.npz", data)  # the round trip the pipeline makes
     train_idx, test_idx = split_indices(data.labels, test_fraction=0.25, seed=0)
-    trained = train(data, train_idx, test_idx, schedule=Schedule(seed=0, epochs=8),
-                    architecture=Architecture(), backup_dir=tmp_path / "backup", threads=2)
+    settings = default_settings({"train": {"epochs": 8}})
+    trained = train_seed(data, train_idx, test_idx, seed=0, model=settings.model,
+                         train=settings.train, backup_dir=tmp_path / "backup", threads=2)
     shutil.rmtree(tmp_path / "backup")
     probabilities = trained.model.predict(data.images[test_idx] / np.float32(255), verbose=0)
     metrics, _, _ = score(data.labels[test_idx], probabilities.astype(np.float64),

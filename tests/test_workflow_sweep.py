@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 from lfw_fixtures import make_lfw_tree
 from test_report import REPORT, parse, pipeline_report
-from workflow_runner import ROOT, make_project, snakemake
+from workflow_runner import ROOT, make_project, planned_jobs, snakemake
 
 from lfwcnn import report, sweep_summary
 from lfwcnn.cli import run
@@ -118,11 +118,13 @@ def test_runs_with_equal_data_settings_share_one_dataset(tmp_path):
     assert counts["split_dataset"] == 4  # 2 datasets x 2 seeds
     assert counts["train_model"] == counts["evaluate_model"] == 8  # 4 runs x 2 seeds
     assert counts["aggregate_seeds"] == 4 and counts["summarize_sweep"] == 1
+    trainings = {job["wildcards"]["run"]: job for job in planned_jobs(project, SUMMARY)
+                 if job["rule"] == "train_model" and job["wildcards"]["seed"] == "1"}
     for run_name in ("a-all", "a-last", "b_approx-all", "b_approx-last"):
-        placement = run_name.split("-")[1]
-        assert re.search(rf"--split data/split/{run_name.split('-')[0]}/seed1\.csv.*"
-                         rf"--dropout-placement {placement}.*results/models/{run_name}/seed1/",
-                         dry.stdout), run_name
+        dataset, placement = run_name.split("-")
+        job = trainings[run_name]
+        assert job["input"]["split_csv"] == f"data/split/{dataset}/seed1.csv", run_name
+        assert json.loads(job["params"]["model"])["dropout_placement"] == placement, run_name
 
 
 def test_report_shows_the_sweep_table_only_with_a_sweep(tmp_path_factory, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -32,3 +33,35 @@ def snakemake(folder: Path, *args: str, timeout: float = 600) -> subprocess.Comp
     return subprocess.run(
         command, cwd=folder, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+PLANNED_JOBS_SCRIPT = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.enums import Quietness
+from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, ResourceSettings
+
+snakefile, folder, *targets = sys.argv[1:]
+with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+    flow = api.workflow(ResourceSettings(), ConfigSettings(
+        configfiles=[Path(folder, "config", "test.yaml")]), snakefile=Path(snakefile),
+        workdir=Path(folder))
+    flow.dag(DAGSettings(targets=set(targets)))
+    workflow = flow._workflow  # Snakemake's DAG, read only (as lfwcnn.dvc_stages reads it)
+    workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True)
+    workflow._build_dag()
+    print(json.dumps([{"rule": job.rule.name, "wildcards": dict(job.wildcards.items()),
+                       "input": dict(job.input.items()), "params": dict(job.params.items())}
+                      for job in workflow.dag.jobs]))
+"""
+
+
+def planned_jobs(folder: Path, *targets: str) -> list[dict]:
+    """The jobs Snakemake plans for ``targets`` in ``folder`` (with the overlay config): each
+    one's rule, wildcards, named inputs and params, as a step would be given them."""
+    done = subprocess.run([sys.executable, "-c", PLANNED_JOBS_SCRIPT, str(SNAKEFILE),
+                           str(folder), *targets], cwd=folder, capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

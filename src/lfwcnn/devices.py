@@ -184,12 +184,7 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-DEVICES = ("auto", "cpu", "gpu")
-
-
-def check_device(device: str, threads: int) -> None:
-    if device not in DEVICES:
-        raise LfwcnnError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+def check_threads(threads: int) -> None:
     if threads < 0:
         raise LfwcnnError(f"threads must be 0 (TensorFlow's choice) or more, got {threads}")
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.settings import Settings
 
-DROPOUT_PLACEMENTS = ("last", "all")  # after the last dense layer only, or after every one
 CONV, POOL = "conv", "pool"  # block i holds the layers conv{i} and pool{i}, as in the paper
 FEATURE_LAYER = re.compile(rf"^({CONV}|{POOL})(\d+)$")
 
@@ -42,70 +42,29 @@ def feature_side(input_side: int, n_blocks: int, kernel_size: int, pool_size: in
     return side
 
 
-def check_architecture(
-    *,
-    filters: Sequence[int],
-    kernel_size: int,
-    pool_size: int,
-    dense_units: Sequence[int],
-    dropout_rate: float,
-    dropout_placement: str,
-) -> None:
-    """Reject settings Keras would only trip over mid-build, with the setting named."""
-    if not filters or any(f < 1 for f in filters):
-        raise LfwcnnError(f"filters must be one or more positive integers, got {list(filters)}")
-    if not dense_units or any(u < 1 for u in dense_units):
-        raise LfwcnnError(
-            f"dense units must be one or more positive integers, got {list(dense_units)}"
-        )
-    if kernel_size < 1 or pool_size < 1:
-        raise LfwcnnError(
-            f"kernel size and pool size must be positive, got {kernel_size} and {pool_size}"
-        )
-    if not 0 <= dropout_rate < 1:
-        raise LfwcnnError(f"dropout rate must lie in [0, 1), got {dropout_rate}")
-    if dropout_placement not in DROPOUT_PLACEMENTS:
-        raise LfwcnnError(
-            f"unknown dropout placement {dropout_placement!r}; choose one of "
-            f"{', '.join(DROPOUT_PLACEMENTS)}"
-        )
-
-
-def check_input_shape(
-    input_shape: Sequence[int], *, filters: Sequence[int], kernel_size: int, pool_size: int
-) -> None:
-    """The images must be RGB and large enough to survive every conv-pool block."""
+def check_input_shape(input_shape: Sequence[int], model: Settings) -> None:
+    """The images must be RGB and large enough to survive every conv-pool block of ``model``."""
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise LfwcnnError(f"images must be (height, width, 3), got {tuple(input_shape)}")
     height, width, _ = input_shape
-    if feature_side(min(height, width), len(filters), kernel_size, pool_size) < 1:
+    blocks, kernel, pool = len(model.filters), model.kernel_size, model.pool_size
+    if feature_side(min(height, width), blocks, kernel, pool) < 1:
         raise LfwcnnError(
-            f"images of {height}x{width} are too small for {len(filters)} blocks of "
-            f"{kernel_size}x{kernel_size} convolution and {pool_size}x{pool_size} pooling"
+            f"images of {height}x{width} are too small for {blocks} blocks of "
+            f"{kernel}x{kernel} convolution and {pool}x{pool} pooling"
         )
 
 
-def build_model(
-    n_classes: int,
-    input_shape: Sequence[int] = (64, 64, 3),
-    *,
-    filters: Sequence[int] = (32, 64, 128),
-    kernel_size: int = 3,
-    pool_size: int = 2,
-    dense_units: Sequence[int] = (128, 256),
-    dropout_rate: float = 0.5,
-    dropout_placement: str = "last",
-):
-    """Return the uncompiled ``keras.Model``; the defaults are the paper's network.
+def build_model(n_classes: int, input_shape: Sequence[int], model: Settings):
+    """Return the uncompiled ``keras.Model`` of the config section ``model``.
 
     "Dropout is applied to the fully-connected layers preceding the output layer" reads as
-    either the last dense layer or all of them: ``dropout_placement`` picks ("last" or
+    either the last dense layer or all of them: ``model.dropout_placement`` picks ("last" or
     "all"); each dropout layer is named after the dense layer it follows (``dropout2``).
     Inputs are expected in [0, 1] (:func:`scale_pixels`). The settings are those the config
-    schema (or :func:`check_architecture`, for a command line) has checked; the data's shape
-    and number of classes are checked here.
+    schema has checked; the data's shape and number of classes are checked here.
     """
-    check_input_shape(input_shape, filters=filters, kernel_size=kernel_size, pool_size=pool_size)
+    check_input_shape(input_shape, model)
     if n_classes < 2:
         raise LfwcnnError(f"a classifier needs at least 2 classes, got {n_classes}")
     import keras  # here: importing the module must not start TensorFlow
@@ -113,15 +72,15 @@ def build_model(
 
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
-    for block, n_filters in enumerate(filters, start=1):
+    for block, n_filters in enumerate(model.filters, start=1):
         conv, pool = block_layers(block)
-        x = layers.Conv2D(n_filters, kernel_size, activation="relu", name=conv)(x)
-        x = layers.MaxPooling2D(pool_size, name=pool)(x)
+        x = layers.Conv2D(n_filters, model.kernel_size, activation="relu", name=conv)(x)
+        x = layers.MaxPooling2D(model.pool_size, name=pool)(x)
     x = layers.Flatten(name="flatten")(x)
-    last = len(dense_units)
-    for i, units in enumerate(dense_units, start=1):
+    last = len(model.dense_units)
+    for i, units in enumerate(model.dense_units, start=1):
         x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
-        if dropout_placement == "all" or i == last:
-            x = layers.Dropout(dropout_rate, name=f"dropout{i}")(x)
+        if model.dropout_placement == "all" or i == last:
+            x = layers.Dropout(model.dropout_rate, name=f"dropout{i}")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="output")(x)
     return keras.Model(inputs, outputs, name="soydaner2019")

@@ -16,12 +16,19 @@ from pathlib import Path
 import numpy as np
 
 from lfwcnn.atomic import atomic_dir, write_text
+from lfwcnn.dataset import Dataset
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.loading import reason
 from lfwcnn.ownership import LATEST, SNAPSHOT, BackupDir, prune_snapshots, remove_snapshot
 from lfwcnn.run_record import history_csv, read_history_csv
+from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Settings a resumed run may change: more epochs continue a shorter run; the device only
+# decides where the same computation runs (a job killed on a GPU node may be resumed on a
+# CPU node, and `auto` names different devices on different machines), not what it computes.
+RESUMABLE = {"train": ("epochs", "device")}
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,18 @@ def data_fingerprint(*arrays: np.ndarray) -> str:
     for array in arrays:
         digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
+
+
+def resume_fingerprint(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, seed: int,
+                       model: Settings, train: Settings) -> dict:
+    """What a snapshot must match to be resumed: the data and split, the seed, and every key
+    of the ``model`` and ``train`` sections but those in :data:`RESUMABLE`, so that a key
+    added to the config can never be missed."""
+    sections = {"model": model.as_dict(), "train": train.as_dict()}
+    for name, keys in RESUMABLE.items():
+        sections[name] = {key: value for key, value in sections[name].items() if key not in keys}
+    return {"data": data_fingerprint(data.images, data.labels, train_idx, test_idx),
+            "seed": seed, **sections}
 
 
 def save_snapshot(backup: BackupDir, model, epoch: int, history: list[dict], fingerprint: dict):

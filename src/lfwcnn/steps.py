@@ -39,6 +39,7 @@ STEPS = {
     "obtain_lfw": "lfwcnn.obtain",
     "prepare_dataset": "lfwcnn.prepare",
     "split_dataset": "lfwcnn.split",
+    "train_model": "lfwcnn.train",
     "verify_backprop": "lfwcnn.verify_backprop",
 }
 

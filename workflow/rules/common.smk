@@ -145,24 +145,9 @@ def run_split(wildcards):
     return f"data/split/{RUNS[wildcards.run].dataset}/seed{run_split_seed(wildcards)}.csv"
 
 
-def model_args(wildcards):
-    model = run_config(wildcards)["model"]
-    return (
-        f"--filters {' '.join(map(str, model['filters']))}"
-        f" --kernel-size {model['kernel_size']} --pool-size {model['pool_size']}"
-        f" --dense-units {' '.join(map(str, model['dense_units']))}"
-        f" --dropout-rate {model['dropout_rate']}"
-        f" --dropout-placement {model['dropout_placement']}"
-    )
-
-
-def schedule_args(wildcards):
-    train = run_config(wildcards)["train"]
-    return (
-        f"--epochs {train['epochs']} --batch-size {train['batch_size']}"
-        f" --optimizer {train['optimizer']} --learning-rate {train['learning_rate']}"
-        f" --device {train['device']}"
-    )
+def run_backup(wildcards):
+    """The training job's snapshot folder (a path: JSON, see step_json)."""
+    return step_json(f"results/models/{wildcards.run}/seed{wildcards.seed}/backup")
 
 
 def train_gpus(wildcards):

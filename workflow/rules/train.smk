@@ -12,9 +12,9 @@
 rule train_model:
     input:
         dataset=run_dataset_file,
-        split=run_split,
+        split_csv=run_split,
     output:
-        model="results/models/{run}/seed{seed}/model.keras",
+        model_file="results/models/{run}/seed{seed}/model.keras",
         history=report(
             "results/models/{run}/seed{seed}/history.csv",
             caption="../report/training_history.rst",
@@ -23,11 +23,13 @@ rule train_model:
         ),
         info="results/models/{run}/seed{seed}/train.json",
     params:
+        # every key of both sections changes the weights or the record (train.device: the
+        # device used), so none is left out
+        model=config_section("model"),
+        train=config_section("train"),
         split_seed=run_split_seed,
         # per-epoch snapshots; a rerun after a kill resumes there; removed after success
-        backup="results/models/{run}/seed{seed}/backup",
-        model=model_args,
-        schedule=schedule_args,
+        backup=run_backup,
     threads: 2
     resources:
         mem_mb=4096,  # 1.3 GB peak measured on a CPU (benchmarks/); CUDA libraries add more
@@ -36,10 +38,5 @@ rule train_model:
         "../envs/lfwcnn.yaml"
     log:
         "logs/train/{run}/seed{seed}.log",
-    shell:
-        "python -m lfwcnn.train --dataset {input.dataset:q} --split {input.split:q}"
-        " --seed {wildcards.seed} --split-seed {params.split_seed} {params.schedule}"
-        " {params.model} --threads {threads} --gpus {resources.gpu}"
-        " --backup-dir {params.backup:q}"
-        " --model {output.model:q} --history {output.history:q} --info {output.info:q}"
-        " > {log:q} 2>&1"
+    script:
+        "../scripts/step.py"
