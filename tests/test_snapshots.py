@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from test_steps import changed  # another value of the same kind
 
 from lfwcnn.config import default_settings
 from lfwcnn.dataset import Dataset
@@ -75,17 +76,6 @@ def test_the_data_fingerprint_changes_with_any_array_or_index():
     assert base != data_fingerprint(images + 1, labels, train, test)
 
 
-def other_value(value):
-    """Another value of the same kind, for every kind a config section holds."""
-    if isinstance(value, bool):
-        return not value
-    if isinstance(value, int | float):
-        return value + 1
-    if isinstance(value, str):
-        return value + "x"
-    return [*value, value[-1]]  # a list
-
-
 def test_the_resume_fingerprint_covers_every_setting_but_epochs_and_device():
     """Derived from the whole sections: a key added to the config is covered with no change
     here or in lfwcnn.snapshots, and only epochs and the device may differ on resume."""
@@ -106,8 +96,8 @@ def test_the_resume_fingerprint_covers_every_setting_but_epochs_and_device():
     assert base == fingerprint() and fingerprint(seed=1) != base
     for name in ("model", "train"):
         for key, value in getattr(config, name).as_dict().items():
-            changed = fingerprint(**{name: {key: other_value(value)}})
+            other = fingerprint(**{name: {key: changed(value)}})
             if (name, key) in {("train", "epochs"), ("train", "device")}:
-                assert changed == base, key
+                assert other == base, key
             else:
-                assert changed != base, key
+                assert other != base, key

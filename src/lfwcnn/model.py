@@ -42,8 +42,9 @@ def feature_side(input_side: int, n_blocks: int, kernel_size: int, pool_size: in
     return side
 
 
-def check_input_shape(input_shape: Sequence[int], model: Settings) -> None:
-    """The images must be RGB and large enough to survive every conv-pool block of ``model``."""
+def check_model(model: Settings, input_shape: Sequence[int]) -> None:
+    """What the schema cannot check about the ``model`` section, before anything is written:
+    the images must be RGB and large enough to survive every conv-pool block."""
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise LfwcnnError(f"images must be (height, width, 3), got {tuple(input_shape)}")
     height, width, _ = input_shape
@@ -64,7 +65,7 @@ def build_model(n_classes: int, input_shape: Sequence[int], model: Settings):
     Inputs are expected in [0, 1] (:func:`scale_pixels`). The settings are those the config
     schema has checked; the data's shape and number of classes are checked here.
     """
-    check_input_shape(input_shape, model)
+    check_model(model, input_shape)
     if n_classes < 2:
         raise LfwcnnError(f"a classifier needs at least 2 classes, got {n_classes}")
     import keras  # here: importing the module must not start TensorFlow

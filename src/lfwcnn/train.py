@@ -25,7 +25,7 @@ from lfwcnn.batches import epoch_randomness, shuffled_batches
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.devices import check_threads, claim_job_devices, select_device
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.model import build_model, check_input_shape, scale_pixels
+from lfwcnn.model import build_model, check_model, scale_pixels
 from lfwcnn.ownership import check_backup_dir, check_outputs, claim_backup_dir, release_backup_dir
 from lfwcnn.run_record import history_csv, history_row, software, timings
 from lfwcnn.settings import Settings
@@ -43,10 +43,11 @@ class Trained:
 
 def check_data(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray,
                model: Settings) -> None:
-    """A dataset that loads may still not fit the model: too few people, or too small images."""
+    """A dataset that loads may still not fit the model: too few people, or too small images
+    (checked before the backup folder is made, so a refusal leaves nothing behind)."""
     if data.n_classes < 2:
         raise LfwcnnError(f"the dataset holds {data.n_classes} class; a classifier needs 2 or more")
-    check_input_shape(data.images.shape[1:], model)
+    check_model(model, data.images.shape[1:])
     overlap = np.intersect1d(train_idx, test_idx)
     if overlap.size:
         raise LfwcnnError(
