@@ -6,8 +6,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import pytest
-from helpers_training import TINY_ARCH, model_settings
+from helpers_training import (
+    TINY_ARCH,
+    model_settings,
+    tiny_config,
+    train_argv,
+    write_config,
+    write_synthetic,
+)
+from workflow_runner import make_project, snakemake
 
+from lfwcnn.cli import run
 from lfwcnn.config import default_settings
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.model import (
@@ -17,6 +26,7 @@ from lfwcnn.model import (
     feature_side,
     scale_pixels,
 )
+from lfwcnn.steps import main
 
 PAPER = default_settings().model  # config.yaml's model: the paper's network
 
@@ -109,3 +119,60 @@ def test_images_too_small_or_grey_are_refused():
         build_model(34, (64, 64, 1), PAPER)
     with pytest.raises(LfwcnnError, match="at least 2 classes"):
         build_model(1, (64, 64, 3), PAPER)
+
+
+# ----------------------------------------------------------------------------- model.activation
+
+
+def test_the_activation_of_the_hidden_layers_is_a_setting():
+    model = build_model(34, (64, 64, 3), model_settings(activation="tanh"))
+    for name in ("conv1", "conv2", "conv3", "dense1", "dense2"):
+        assert model.get_layer(name).activation.__name__ == "tanh"
+    assert model.get_layer("output").activation.__name__ == "softmax"
+    assert model.count_params() == 724_962
+    assert PAPER.activation == "relu"  # the paper's, config.yaml's default
+
+
+@pytest.mark.parametrize("name", ["sigmoidal", "Dense", "get", "threshold"])
+def test_a_name_keras_has_no_activation_for_is_one_line_listing_them(name):
+    """threshold is a Keras function, but one that needs more than the tensor."""
+    with pytest.raises(LfwcnnError) as refused:
+        build_model(4, (16, 16, 3), model_settings(**TINY_ARCH, activation=name))
+    message = str(refused.value)
+    assert message.startswith(f"config key model.activation: {name!r} is not a Keras "
+                              "activation; choose one of ")
+    known = message.split("choose one of ")[1].split(", ")
+    assert "\n" not in message and {"relu", "tanh", "elu", "gelu"} <= set(known)
+    assert "threshold" not in known and "get" not in known
+
+
+def test_the_schema_wants_a_name():
+    with pytest.raises(LfwcnnError, match=r"^config key model.activation: 3 is not of type "
+                                          r"'string'$"):
+        model_settings(activation=3)
+
+
+def test_the_training_step_refuses_it_in_one_line_before_writing(tmp_path, capsys):
+    npz, split = write_synthetic(tmp_path)
+    config = write_config(tmp_path / "config.yaml", tiny_config(model={"activation": "rleu"}))
+    before = sorted(tmp_path.rglob("*"))
+    assert run(main, train_argv(npz, split, tmp_path / "out", configfile=config)) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "error: config key model.activation: 'rleu' is not a Keras activation"), lines
+    assert sorted(tmp_path.rglob("*")) == before  # no output, no backup folder
+
+
+def test_the_workflow_refuses_it_in_the_training_jobs_log(lfw_tree, tmp_path):
+    overlay = {"data": {"source": str(lfw_tree), "min_images_per_person": 5, "image_size": 16},
+               "seeds": [0], **tiny_config(epochs=1, model={"activation": "rleu"})}
+    project = make_project(tmp_path / "p", overlay)
+    result = snakemake(project, "results/models/funneled/seed0/model.keras")
+    assert result.returncode != 0
+    log = (project / "logs/train/funneled/seed0.log").read_text().strip().splitlines()
+    errors = [line for line in log if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith(
+        "error: config key model.activation: 'rleu' is not a Keras activation"), log
+    assert "Traceback" not in "\n".join(log)
+    assert not (project / "results/models").exists() or not any(
+        p.is_file() for p in (project / "results/models").rglob("*"))

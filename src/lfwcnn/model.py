@@ -7,6 +7,7 @@ feature-map and sparsity figures) can ask for a layer by the name the paper uses
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Sequence
 
@@ -42,9 +43,33 @@ def feature_side(input_side: int, n_blocks: int, kernel_size: int, pool_size: in
     return side
 
 
+def _activation(name: str):
+    """The Keras activation ``name``, if it is one a layer can apply alone (no further
+    argument), else None. Keras itself decides, so no list here falls behind Keras."""
+    import keras  # imports TensorFlow but does not start it (lfwcnn.devices still can)
+
+    try:
+        function = keras.activations.get(name)
+        parameters = list(inspect.signature(function).parameters.values())[1:]
+    except (ValueError, TypeError):
+        return None
+    return None if any(p.default is inspect.Parameter.empty for p in parameters) else function
+
+
+def check_activation(name: str) -> None:
+    if _activation(name) is None:
+        import keras
+
+        known = sorted(n for n in dir(keras.activations)
+                       if not n.startswith("_") and _activation(n) is not None)
+        raise LfwcnnError(f"config key model.activation: {name!r} is not a Keras activation; "
+                          f"choose one of {', '.join(known)}")
+
+
 def check_model(model: Settings, input_shape: Sequence[int]) -> None:
     """What the schema cannot check about the ``model`` section, before anything is written:
-    the images must be RGB and large enough to survive every conv-pool block."""
+    the images must be RGB and large enough to survive every conv-pool block, and the
+    activation must be one Keras knows."""
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise LfwcnnError(f"images must be (height, width, 3), got {tuple(input_shape)}")
     height, width, _ = input_shape
@@ -54,6 +79,7 @@ def check_model(model: Settings, input_shape: Sequence[int]) -> None:
             f"images of {height}x{width} are too small for {blocks} blocks of "
             f"{kernel}x{kernel} convolution and {pool}x{pool} pooling"
         )
+    check_activation(model.activation)
 
 
 def build_model(n_classes: int, input_shape: Sequence[int], model: Settings):
@@ -63,7 +89,8 @@ def build_model(n_classes: int, input_shape: Sequence[int], model: Settings):
     either the last dense layer or all of them: ``model.dropout_placement`` picks ("last" or
     "all"); each dropout layer is named after the dense layer it follows (``dropout2``).
     Inputs are expected in [0, 1] (:func:`scale_pixels`). The settings are those the config
-    schema has checked; the data's shape and number of classes are checked here.
+    schema has checked; the activation, the data's shape and number of classes are checked
+    here (:func:`check_model`).
     """
     check_model(model, input_shape)
     if n_classes < 2:
@@ -75,12 +102,12 @@ def build_model(n_classes: int, input_shape: Sequence[int], model: Settings):
     x = inputs
     for block, n_filters in enumerate(model.filters, start=1):
         conv, pool = block_layers(block)
-        x = layers.Conv2D(n_filters, model.kernel_size, activation="relu", name=conv)(x)
+        x = layers.Conv2D(n_filters, model.kernel_size, activation=model.activation, name=conv)(x)
         x = layers.MaxPooling2D(model.pool_size, name=pool)(x)
     x = layers.Flatten(name="flatten")(x)
     last = len(model.dense_units)
     for i, units in enumerate(model.dense_units, start=1):
-        x = layers.Dense(units, activation="relu", name=f"dense{i}")(x)
+        x = layers.Dense(units, activation=model.activation, name=f"dense{i}")(x)
         if model.dropout_placement == "all" or i == last:
             x = layers.Dropout(model.dropout_rate, name=f"dropout{i}")(x)
     outputs = layers.Dense(n_classes, activation="softmax", name="output")(x)
