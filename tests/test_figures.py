@@ -1,4 +1,5 @@
-"""The figures: one tile per channel in the layer grids, pooled confusion, curves, accuracy."""
+"""The figures (lfwcnn.plots, lfwcnn.figures): one tile per channel in the layer grids,
+pooled confusion, curves, accuracy, the sweep's runs."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lfwcnn import figures
+from lfwcnn import figures, plots
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.figures import channel_mosaic, normalize_channels, paper_figure_numbers
+from lfwcnn.figures import paper_figure_numbers
+from lfwcnn.loading import read_history
+from lfwcnn.plots import channel_mosaic, normalize_channels
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +61,7 @@ def test_mosaic_rejects_a_batch():
 def test_layer_grid_png_counts_tiles_and_blank_maps(tmp_path):
     maps = np.random.default_rng(0).uniform(0, 1, size=(6, 6, 20)).astype(np.float32)
     maps[..., [3, 7]] = 0.0
-    info = figures.plot_layer_grid(maps, "conv2", tmp_path / "conv2.png", figure="Fig. 9")
+    info = plots.plot_layer_grid(maps, "conv2", tmp_path / "conv2.png", figure="Fig. 9")
     assert info == {"layer": "conv2", "file": "conv2.png", "shape": [6, 6, 20], "tiles": 20,
                     "rows": 2, "cols": 16, "blank_maps": 2}
     with Image.open(tmp_path / "conv2.png") as image:
@@ -102,27 +105,27 @@ def history(epochs: int, seed: int) -> pd.DataFrame:
 
 
 def test_mean_curves_use_the_epochs_all_seeds_have():
-    mean = figures.mean_curves({0: history(5, 0), 1: history(3, 2)})
+    mean = plots.mean_curves({0: history(5, 0), 1: history(3, 2)})
     assert list(mean["epoch"]) == [1, 2, 3]
     np.testing.assert_allclose(mean["loss"], 2 / np.arange(1, 4) + 1)
 
 
 def test_curves_and_accuracy_plots_are_written(tmp_path):
-    figures.plot_curves({0: history(4, 0), 1: history(4, 1)}, tmp_path / "curves.png",
-                        paper_accuracy=0.8347)
+    plots.plot_curves({0: history(4, 0), 1: history(4, 1)}, tmp_path / "curves.png",
+                      paper_accuracy=0.8347)
     summary = {"mean": 0.8, "confidence": 0.95, "paper_accuracy": 0.8347, "verdict": "above",
                "interval": {"low": 0.78, "high": 0.82},
                "prediction_interval": {"low": 0.75, "high": 0.85}}
     seeds = [{"seed": 0, "accuracy": 0.79, "ci_low": 0.75, "ci_high": 0.83},
              {"seed": 1, "accuracy": 0.81, "ci_low": None, "ci_high": None}]
-    figures.plot_accuracy_distribution(seeds, summary, tmp_path / "accuracy.png")
+    plots.plot_accuracy_distribution(seeds, summary, tmp_path / "accuracy.png")
     for name in ("curves.png", "accuracy.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG
     with pytest.raises(LfwcnnError, match="no training histories"):
-        figures.plot_curves({}, tmp_path / "none.png")
+        plots.plot_curves({}, tmp_path / "none.png")
     with pytest.raises(LfwcnnError, match="lacks the columns"):
         (tmp_path / "bad.csv").write_text("epoch,loss\n1,2\n")
-        figures.read_history(tmp_path / "bad.csv")
+        read_history(tmp_path / "bad.csv")
 
 
 def test_training_command_draws_all_and_pools_the_seeds(tmp_path):

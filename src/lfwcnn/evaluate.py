@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lfwcnn.atomic import atomic_path, write_text
+from lfwcnn import plots
+from lfwcnn.atomic import write_text
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
@@ -140,36 +141,6 @@ def predictions_table(data: Dataset, test_idx: np.ndarray, probabilities: np.nda
     })
 
 
-def plot_confusion(confusion: pd.DataFrame, title: str, path: str | os.PathLike) -> None:
-    """Counts, coloured by share of the true class, so small classes read as well as big ones."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts = confusion.to_numpy()
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    n = len(counts)
-    side = max(5.0, 0.32 * n + 2.5)
-    fig, ax = plt.subplots(figsize=(side, side))
-    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    names = [name.replace("_", " ") for name in confusion.columns]
-    # parse_math off: a name such as "Ke$ha" is text, not the start of a formula
-    ax.set_xticks(range(n), names, rotation=90, fontsize=7, parse_math=False)
-    ax.set_yticks(range(n), names, fontsize=7, parse_math=False)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, parse_math=False)
-    for (i, j), count in np.ndenumerate(counts):
-        if count:
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=6,
-                    color="white" if shares[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-
-
 def read_train_info(path: str | os.PathLike | None) -> dict:
     if path is None:
         return {}
@@ -213,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     title = f"test accuracy {metrics['accuracy']:.2%} ({metrics['correct']}/{len(test_idx)})"
     if metrics["seed"] is not None:
         title = f"seed {metrics['seed']}: {title}"
-    plot_confusion(confusion, title, out / "confusion.png")
+    plots.plot_confusion(confusion, title, out / "confusion.png")
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     interval = metrics["accuracy_interval"]
     log.info("test accuracy %.4f (%d/%d), %.0f %% interval %.4f to %.4f", metrics["accuracy"],
