@@ -4,6 +4,7 @@ pooled confusion, curves, accuracy, the sweep's runs."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import pytest
 from PIL import Image
 
 from lfwcnn import figures, plots
+from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.figures import paper_figure_numbers
 from lfwcnn.loading import read_history
@@ -152,3 +154,38 @@ def test_training_command_draws_all_and_pools_the_seeds(tmp_path):
         "accuracy.png", "confusion.csv", "confusion.png", "curves.png", "per_class.csv"]
     pooled = pd.read_csv(out / "confusion.csv", index_col=0)
     assert int(np.trace(pooled.to_numpy())) == 10 and int(pooled.to_numpy().sum()) == 12
+
+
+def test_confusion_and_sweep_plots_share_the_one_png_writer(tmp_path):
+    """Every figure goes through plots.save_figure: a PNG at plots.DPI, with no timestamp."""
+    names = ["Ann_A", "Ke$ha $x$"]  # "$" pairs would be read as a formula
+    plots.plot_confusion(pd.DataFrame([[3, 1], [0, 2]], index=names, columns=names),
+                         "seed 0: 5/6", tmp_path / "confusion.png")
+    runs = [{"run": run, "caveat": None, "accuracies": [0.8, 0.82], "ci_low": 0.7,
+             "ci_high": 0.9, "mean": 0.81, "paper_accuracy": 0.8347} for run in ("a", "b")]
+    plots.plot_runs({"runs": runs}, tmp_path / "runs.png")
+    for name in ("confusion.png", "runs.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "PNG"
+            assert round(image.info["dpi"][0]) == plots.DPI
+            assert "Software" not in image.info
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.png", "runs.png"]
+
+
+def test_only_plots_imports_matplotlib():
+    """Plotting in one place: no other module of the package draws."""
+    package = Path(plots.__file__).parent
+    drawing = sorted(path.name for path in package.glob("*.py")
+                     if "matplotlib" in path.read_text(encoding="utf-8").replace(
+                         '"matplotlib"', ""))  # environment.py lists it as a package name
+    assert drawing == ["plots.py"]
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{not json", ""])
+def test_a_record_that_is_not_a_json_object_is_one_line(tmp_path, capsys, text):
+    (tmp_path / "image.json").write_text(text)
+    out = tmp_path / "figures"
+    assert run(figures.main, ["activations", "--dir", str(tmp_path), "--out-dir", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'image.json'}: ")
+    assert not out.exists()
