@@ -23,7 +23,7 @@ from lfwcnn.atomic import write_text
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.loading import load_keras_model
+from lfwcnn.loading import load_keras_model, read_json
 from lfwcnn.model import scale_pixels
 from lfwcnn.ownership import check_outputs, in_folder
 
@@ -144,10 +144,7 @@ def predictions_table(data: Dataset, test_idx: np.ndarray, probabilities: np.nda
 def read_train_info(path: str | os.PathLike | None) -> dict:
     if path is None:
         return {}
-    try:
-        info = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise LfwcnnError(f"{path}: cannot read the training record ({err})") from None
+    info = read_json(path)
     return {key: info.get(key) for key in TRAIN_INFO_KEYS}
 
 

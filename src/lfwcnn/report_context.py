@@ -21,20 +21,7 @@ import pandas as pd
 import yaml
 from markupsafe import Markup
 
-from lfwcnn.claims import (
-    PAPER,
-    explain_1777,
-    headline,
-    protocol_departures,
-    provenance,
-    split_sizes,
-    verdict_c1,
-    verdict_c2,
-    verdict_c3,
-    verdict_c4,
-    verdict_c5,
-    verdict_c6,
-)
+from lfwcnn import claims
 from lfwcnn.environment import git_state, machine, package_versions
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.loading import read_history, read_json
@@ -60,6 +47,7 @@ def read_csv(path: str | os.PathLike, **kwargs) -> pd.DataFrame:
 
 
 def sha256_of(path: str | os.PathLike) -> str:
+    """The checksum the report shows beside the dataset and manifest it was made from."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
@@ -106,7 +94,6 @@ def benchmark_rows(folder: str | os.PathLike | None) -> list[dict]:
                      if "max_rss" in table.columns and pd.notna(table["max_rss"].iloc[-1])
                      else None})
     return rows
-
 
 
 # ----------------------------------------------------------------------------- context
@@ -172,7 +159,7 @@ def data_context(inputs: Inputs, summary: dict) -> dict:
     for split in splits:
         split.pop("test_files")
     return {"summary": summary, "splits": splits, "people": people, "checksums": checksums,
-            "explanation": explain_1777(summary["images"], test_fraction),
+            "explanation": claims.explain_1777(summary["images"], test_fraction),
             "test_fraction": test_fraction}
 
 
@@ -297,27 +284,27 @@ def build_context(inputs: Inputs) -> dict:
     if first:
         train_n, test_n = first["train"], first["test"]
     else:
-        train_n, test_n = split_sizes(summary["images"], data["test_fraction"])
+        train_n, test_n = claims.split_sizes(summary["images"], data["test_fraction"])
     variant = ((source or summary.get("source") or {}).get("variant")
                or inputs.config.get("data", {}).get("variant"))
     sweep = sweep_context(inputs)
     verdicts = [
-        verdict_c1(summary, train_n, test_n, data["test_fraction"]),
-        verdict_c2(evaluation["aggregate"], [row["epochs"] for row in training["rows"]],
-                   variant, sweep["runs"] if sweep else ()),
-        verdict_c3(check),
-        verdict_c4(activations["sparsity"] if activations else None),
-        verdict_c5(histories),
-        verdict_c6(activations["grids"] if activations else None,
-                   activations["figures_dir"] if activations else None),
+        claims.verdict_c1(summary, train_n, test_n, data["test_fraction"]),
+        claims.verdict_c2(evaluation["aggregate"], [row["epochs"] for row in training["rows"]],
+                          variant, sweep["runs"] if sweep else ()),
+        claims.verdict_c3(check),
+        claims.verdict_c4(activations["sparsity"] if activations else None),
+        claims.verdict_c5(histories),
+        claims.verdict_c6(activations["grids"] if activations else None,
+                          activations["figures_dir"] if activations else None),
     ]
     return {
         "title": inputs.title,
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "verdicts": [asdict(v) | {"status_text": v.status_text} for v in verdicts],
-        "headline": headline(verdicts),
-        "departures": protocol_departures(inputs.config),
-        "provenance": provenance(source, summary),
+        "headline": claims.headline(verdicts),
+        "departures": claims.protocol_departures(inputs.config),
+        "provenance": claims.provenance(source, summary),
         "variant": variant,
         "data": data,
         "training": training,
@@ -326,5 +313,5 @@ def build_context(inputs: Inputs) -> dict:
         "backprop": {"check": check, "fig4": fig4},
         "environment": environment_context(inputs, training, activations, check),
         "sweep": sweep,
-        "paper": PAPER,
+        "paper": claims.PAPER,
     }
