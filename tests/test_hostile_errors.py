@@ -37,9 +37,10 @@ from lfwcnn.loading import load_keras_model, load_npz
 
 # Closes a <script> block and adds an element whose handler marks the page as injected.
 INJECTED = "</script><img src=x onerror=window.__injected=1>"
-# A person folder may hold markup but no '/' (and the step reads spaces as '_'): an element,
-# and "<!--<script>", which raw inside a <script> block makes the parser skip its end tag.
-MARKUP_PERSON = "Eve_<img\tsrc=x\tonerror=window.__injected=2><!--<script>"
+# A person folder may hold markup but no '/' (nor a control character, which prepare refuses):
+# an element, and "<!--<script>", which raw inside a <script> block makes the parser skip its
+# end tag.
+MARKUP_PERSON = "Eve <img src=x onerror=window.__injected=2><!--<script>"
 MARKUP_TITLE = f"A & B {INJECTED}"
 # the source folder's path holds the same markup, as folders of a user's path may
 MARKUP_FOLDER = "data</script><img src=x onerror=window.__injected=3>"
@@ -83,7 +84,7 @@ def markup_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_markup_in_config_and_names_stays_out_of_snakemakes_report(tmp_path_factory):
     project = markup_run(tmp_path_factory)
     text = (project / "report.html").read_text(encoding="utf-8")
-    for raw in (INJECTED, MARKUP_PERSON, "<img src=x", "<img\tsrc=x", "<!--<script>",
+    for raw in (INJECTED, MARKUP_PERSON, "<img src=x", "<!--<script>",
                 MARKUP_FOLDER):
         assert raw not in text, raw
     # the values are there, as JSON escapes (the page shows them as text)

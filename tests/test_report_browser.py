@@ -246,7 +246,7 @@ def test_markup_in_config_and_names_injects_nothing_in_either_report(chromium, t
         assert (facts["injected"], facts["strayImages"]) == (None, 0)
         assert page.evaluate("document.querySelector('h1').textContent") == MARKUP_TITLE
         assert page.evaluate("document.title") == MARKUP_TITLE
-        assert MARKUP_PERSON.replace("\t", " ") in facts["text"].replace("\t", " ")
+        assert MARKUP_PERSON in facts["text"]
         assert page.errors() == []
     finally:
         page.ws.close()
