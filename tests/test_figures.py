@@ -14,6 +14,7 @@ from PIL import Image
 from lfwcnn import figures, plots
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.evaluate import per_class
 from lfwcnn.figures import paper_figure_numbers
 from lfwcnn.loading import read_history
 from lfwcnn.plots import channel_mosaic, normalize_channels
@@ -88,7 +89,7 @@ def test_pooled_confusion_and_per_class_scores(tmp_path):
     b = confusion_csv(tmp_path / "b.csv", [[1, 0, 0], [1, 1, 0], [0, 0, 2]])
     pooled = figures.pooled_confusion([a, b])
     np.testing.assert_array_equal(pooled.to_numpy(), [[4, 1, 0], [1, 3, 0], [1, 0, 3]])
-    scores = figures.per_class(pooled).set_index("class")
+    scores = per_class(pooled).set_index("class")
     assert scores.loc["Ann_A", "precision"] == pytest.approx(4 / 6)
     assert scores.loc["Ann_A", "recall"] == pytest.approx(4 / 5)
     assert scores.loc["Bo_B", "f1"] == pytest.approx(2 * 0.75 * 0.75 / 1.5)

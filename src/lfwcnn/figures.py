@@ -1,4 +1,4 @@
-"""The figure steps: read a stage's outputs, pool what spans seeds, and draw (:mod:`lfwcnn.plots`).
+"""The figure steps: read a stage's outputs, pool what spans seeds, draw them with lfwcnn.plots.
 
 * ``training``: Fig. 5's curves, each seed's test accuracy against the paper's, the confusion
   matrix of all seeds' test predictions pooled, with per-class scores;
@@ -29,6 +29,7 @@ from lfwcnn import plots
 from lfwcnn.atomic import write_text
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.evaluate import per_class
 from lfwcnn.loading import load_npz, read_history, read_json
 from lfwcnn.ownership import check_outputs, in_folder, listed
 from lfwcnn.tables import read_confusion
@@ -49,21 +50,6 @@ def pooled_confusion(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
             raise LfwcnnError(f"{path}: other classes than {paths[0]}")
     total = sum(matrix.to_numpy() for matrix in matrices)
     return pd.DataFrame(total, index=pd.Index(first.index, name="true"), columns=first.columns)
-
-
-def per_class(confusion: pd.DataFrame) -> pd.DataFrame:
-    """Precision, recall, F1, support and predictions per class of a confusion matrix."""
-    counts = confusion.to_numpy(dtype=float)
-    hits = np.diag(counts)
-    support, predicted = counts.sum(axis=1), counts.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted > 0, hits / predicted, 0.0)
-        recall = np.where(support > 0, hits / support, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    return pd.DataFrame({
-        "class": list(confusion.index), "precision": precision, "recall": recall, "f1": f1,
-        "support": support.astype(int), "predicted": predicted.astype(int),
-    })
 
 
 def paper_figure_numbers(layers: Sequence[str]) -> dict[str, str]:
