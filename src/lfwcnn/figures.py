@@ -76,9 +76,9 @@ def draw_activations(folder: str | os.PathLike, out_dir: str | os.PathLike | Non
     record = read_json(folder / "image.json")
     image = load_npz(folder / "image.npz")["image"]
     verdict = "correct" if record.get("correct") else "wrong"
-    plots.plot_input_image(image, f"{record['file']}\n{image.shape[0]} x {image.shape[1]} pixels; "
-                     f"predicted {record['predicted']}\n"
-                     f"({record['predicted_probability']:.0%}, {verdict})", out / "input.png")
+    title = (f"{record['file']}\n{image.shape[0]} x {image.shape[1]} pixels; predicted "
+             f"{record['predicted']}\n({record['predicted_probability']:.0%}, {verdict})")
+    plots.plot_input_image(image, title, out / "input.png")
     layers = [entry["layer"] for entry in record["layers"]]
     figures = paper_figure_numbers(layers)
     grids = []
