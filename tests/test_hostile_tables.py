@@ -28,7 +28,7 @@ from markupsafe import escape
 from PIL import Image
 from workflow_runner import make_project, snakemake
 
-from lfwcnn import aggregate, evaluate, figures, prepare, report, split, train
+from lfwcnn import aggregate, evaluate, figures, prepare, report, run_record, split, train
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split, save_dataset, save_split
 from lfwcnn.ownership import (
@@ -115,7 +115,7 @@ def evaluated(prepared, tmp_path_factory) -> Path:
     (out / "train.json").write_text(json.dumps({"seed": 0, "split_seed": 0}))
     rows = [{"epoch": 1, "loss": 2.0, "accuracy": 0.2, "test_loss": 2.1, "test_accuracy": 0.2,
              "seconds": 1.0}]
-    (out / "history.csv").write_text(train.history_csv(rows), encoding="utf-8")
+    (out / "history.csv").write_text(run_record.history_csv(rows), encoding="utf-8")
     seed = out / "seed0"
     assert run(evaluate.main, ["--dataset", str(prepared / "dataset.npz"), "--split",
                                str(prepared / "split.csv"), "--model", str(out / "model.keras"),

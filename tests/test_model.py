@@ -9,7 +9,14 @@ import pytest
 from helpers_training import TINY_ARCH
 
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.model import build_model, check_architecture, feature_side, scale_pixels
+from lfwcnn.model import (
+    FEATURE_LAYER,
+    build_model,
+    check_architecture,
+    feature_layer_names,
+    feature_side,
+    scale_pixels,
+)
 
 PAPER_LAYERS = ["image", "conv1", "pool1", "conv2", "pool2", "conv3", "pool3", "flatten",
                 "dense1", "dense2", "dropout2", "output"]
@@ -23,6 +30,13 @@ def test_paper_model_has_724962_parameters_and_named_layers():
     # valid 3x3 convolutions and 2x2 pooling: 64 -> 62 -> 31 -> 29 -> 14 -> 12 -> 6
     assert model.get_layer("pool3").output.shape[1:] == (6, 6, 128)
     assert model.get_layer("flatten").output.shape[1:] == (4608,)
+
+
+def test_the_feature_layer_names_are_those_the_model_gets():
+    """Other steps (activations, figures, claims, the workflow) derive the names from these."""
+    model = build_model(4, (16, 16, 3), filters=(4, 8), dense_units=(8,))
+    built = [layer.name for layer in model.layers if FEATURE_LAYER.fullmatch(layer.name)]
+    assert built == feature_layer_names(2) == ["conv1", "pool1", "conv2", "pool2"]
 
 
 def test_activations_and_dropout_match_the_paper():

@@ -10,8 +10,11 @@ from __future__ import annotations
 import html.parser
 import json
 import re
+import types
+from collections import defaultdict
 from pathlib import Path
 
+import jinja2
 import pandas as pd
 import pytest
 import yaml
@@ -112,6 +115,7 @@ def test_explain_1777_computes_the_split_from_the_counts():
 
 def aggregate(verdict: str, single: str = "inside") -> dict:
     return {"seeds": 5, "mean": 0.80, "std": 0.01, "confidence": 0.95, "verdict": verdict,
+            "paper_accuracy": 0.8347,
             "interval": {"low": 0.79, "high": 0.81}, "verdict_single_run": single,
             "prediction_interval": {"low": 0.77, "high": 0.83}, "statement": "S."}
 
@@ -256,6 +260,28 @@ def test_protocol_departures_are_empty_for_the_shipped_config():
     assert protocol_departures(config) == []
     config["train"]["epochs"] = 3
     assert protocol_departures(config) == [{"key": "train.epochs", "paper": 100, "ours": 3}]
+
+
+def test_every_caption_renders_its_config_values():
+    """Captions take the paper's accuracy and the interval level from the config, as Snakemake
+    renders them (Jinja, the job's ``snakemake`` object)."""
+    schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    config = check_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), schema)
+    config["evaluate"] = {"paper_accuracy": 0.5, "confidence": 0.9}
+    job = types.SimpleNamespace(config=config, wildcards=defaultdict(str))
+    environment = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)  # as Snakemake's
+    texts = {path.name: environment.from_string(path.read_text()).render(snakemake=job)
+             for path in (ROOT / "workflow" / "report").glob("*.rst")}
+    assert "the paper's 50.00 % (red line)" in texts["sweep_accuracy.rst"]
+    assert "90 % interval over seeds, and where the paper's 50.00 % lies" in texts[
+        "sweep_summary.rst"]
+    assert not any("83.47" in text for text in texts.values())
+
+
+def test_the_schema_defaults_are_the_papers_protocol():
+    """The defaults live in the schema; claims.PAPER_PROTOCOL is what departures are told from."""
+    schema = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+    assert protocol_departures(check_config({}, schema)) == []
 
 
 # ----------------------------------------------------------------------------- the pipeline

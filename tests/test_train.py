@@ -28,8 +28,10 @@ from workflow_runner import SHARED_LFW, SHARED_LFW_REASON
 
 from lfwcnn.cli import run
 from lfwcnn.dataset import save_dataset, save_split
+from lfwcnn.devices import select_device
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.train import HISTORY_COLUMNS, Architecture, Schedule, main, select_device, train
+from lfwcnn.run_record import HISTORY_COLUMNS
+from lfwcnn.train import Architecture, Schedule, main, train
 
 
 def fit(tmp_path, name, *, seed=0, epochs=4, data=None, **schedule):
@@ -193,7 +195,8 @@ ARGUMENT_CASES = [
     ({"device": "tpu"}, "unknown device 'tpu'"),
     ({"filters": [8, 0]}, "filters must be one or more positive integers"),
     ({"model": "model.h5"}, "Keras models are written as .keras files"),
-    ({"dataset": "missing.npz"}, "missing.npz: cannot read prepared dataset"),
+    ({"dataset": "missing.npz"},
+     "missing.npz: cannot read as prepared dataset (No such file or directory)"),
 ]
 FILE_CASES = [
     ("labels out of range", "labels must lie in 0..3, found 0..7"),

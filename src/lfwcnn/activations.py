@@ -22,7 +22,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,14 +35,13 @@ from lfwcnn.config import read_step_json
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.loading import load_keras_model
-from lfwcnn.model import scale_pixels
+from lfwcnn.model import FEATURE_LAYER, scale_pixels
 from lfwcnn.ownership import check_outputs, in_folder
 
 log = logging.getLogger(__name__)
 
 # the fixed files of the out-dir; one <layer>.npz per layer besides
 OUTPUTS = ("image.npz", "image.json", "sparsity.npz", "sparsity.csv", "sparsity.json")
-FEATURE_LAYER = re.compile(r"^(conv|pool)\d+$")  # the names lfwcnn.model gives these layers
 SPARSITY_COLUMNS = (
     "layer", "height", "width", "channels", "images",
     "zero_share_mean", "zero_share_std", "zero_share_min", "zero_share_max",

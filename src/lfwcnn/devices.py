@@ -14,6 +14,7 @@ multi-GPU machine would both land on GPU 0 unless each sees only its own. Who ha
 - A job that declared no GPU sees none (under SLURM: none unless SLURM gave it some anyway).
 
 Call :func:`claim_job_devices` before TensorFlow is imported: CUDA reads the variable once.
+Then :func:`select_device` picks GPU or CPU (``train.device``) among what the job sees.
 ``python -m lfwcnn.devices --gpus N`` prints what a job with N GPUs would see here.
 """
 
@@ -181,6 +182,60 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+def check_device(device: str, threads: int) -> None:
+    if device not in DEVICES:
+        raise LfwcnnError(f"unknown device {device!r}; choose one of {', '.join(DEVICES)}")
+    if threads < 0:
+        raise LfwcnnError(f"threads must be 0 (TensorFlow's choice) or more, got {threads}")
+
+
+def select_device(device: str, threads: int) -> dict:
+    """Pick GPU or CPU before TensorFlow's runtime starts; return what was picked, for the record.
+
+    ``auto`` takes the GPU when TensorFlow sees one. CUDA_VISIBLE_DEVICES is honoured as given
+    (TensorFlow applies it). Memory growth lets several seeds share one GPU when a scheduler
+    puts them there.
+    """
+    import tensorflow as tf
+
+    if threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        except RuntimeError:  # runtime already started (a second run in one process)
+            pass
+    gpus = tf.config.list_physical_devices("GPU")
+    if device == "gpu" and not gpus:
+        visible = os.environ.get(VISIBLE)
+        raise LfwcnnError(
+            "device gpu was asked for but TensorFlow sees no GPU"
+            + (f" ({VISIBLE}={visible!r})" if visible is not None else "")
+        )
+    use_gpu = bool(gpus) and device != "cpu"
+    try:
+        if gpus and not use_gpu:
+            tf.config.set_visible_devices([], "GPU")
+        for gpu in gpus if use_gpu else []:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # runtime already started; the caller's device scope still holds
+        pass
+    gpu_name = None
+    if use_gpu:
+        gpu_name = tf.config.experimental.get_device_details(gpus[0]).get("device_name")
+    return {
+        "device": "gpu" if use_gpu else "cpu",
+        "gpu_name": gpu_name,
+        "gpus_seen": len(gpus),
+        "cuda_visible_devices": os.environ.get(VISIBLE),
+        "threads": threads or None,
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:

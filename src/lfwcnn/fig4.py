@@ -88,40 +88,43 @@ def as_kernel(f: np.ndarray) -> np.ndarray:
 
 # --- the example through lfwcnn.backprop ---------------------------------------------------
 
-
-def forward(x: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """O = X (*) F, Eqs. (1)-(4)."""
-    return backprop.conv2d_forward(as_image(x), as_kernel(f))[0, :, :, 0]
-
-
-def grad_filter(d_out: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """dL/dF: valid convolution of X with dL/dO, Eqs. (7)-(10)."""
-    return backprop.grad_filter(as_image(x), as_image(d_out), (2, 2))[:, :, 0, 0]
+SHAPES = {"x": (3, 3), "f": (2, 2), "d_out": (2, 2)}
+# the two matrices each result is bilinear in, in the order the paper writes its products
+FACTORS = {"O": ("x", "f"), "dF": ("d_out", "x"), "dX": ("d_out", "f")}
 
 
-def grad_input(d_out: np.ndarray, f: np.ndarray) -> np.ndarray:
-    """dL/dX: full convolution of dL/dO with F rotated by 180 degrees, Eqs. (13)-(21)."""
-    return backprop.grad_input(as_image(d_out), as_kernel(f), (1, 3, 3, 1))[0, :, :, 0]
+def example(x: np.ndarray, f: np.ndarray, d_out: np.ndarray) -> dict[str, np.ndarray]:
+    """O (Eqs. 1-4), dL/dF (Eqs. 7-10) and dL/dX (Eqs. 13-21) of the paper's 2-D X, F, dL/dO.
+
+    Fig. 4 is one image, one channel and one filter: each result is one call of the very
+    functions the backprop check tests, on those layouts.
+    """
+    x4, f4, d4 = as_image(x), as_kernel(f), as_image(d_out)
+    return {
+        "O": backprop.conv2d_forward(x4, f4)[0, :, :, 0],
+        "dF": backprop.grad_filter(x4, d4, f.shape)[:, :, 0, 0],
+        "dX": backprop.grad_input(d4, f4, x4.shape)[0, :, :, 0],
+    }
 
 
 # --- the products, read off the code and transcribed from the paper ----------------------
 
 
-def read_off_terms(
-    bilinear: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    a_shape: tuple[int, int],
-    b_shape: tuple[int, int],
-) -> tuple[Terms, list[str]]:
-    """Which products a_k * b_l make up each output entry of a bilinear map.
+def read_off_terms(result: str) -> tuple[Terms, list[str]]:
+    """Which products a_k * b_l make up each entry of ``result`` ("O", "dF" or "dX").
 
-    Feeds one-hot a and b: the output entry is 1 exactly where the paper's equation must
-    contain the term a_k b_l. Coefficients other than 0 or 1 are returned as problems.
+    Feeds one-hot a and b (the result's two factors, the third matrix zero): an entry is 1
+    exactly where the paper's equation must contain the term a_k b_l. Coefficients other than
+    0 or 1 are returned as problems.
     """
+    a, b = FACTORS[result]
     terms: Terms = {}
     problems: list[str] = []
-    for ia in np.ndindex(a_shape):
-        for ib in np.ndindex(b_shape):
-            out = bilinear(_one_hot(a_shape, ia), _one_hot(b_shape, ib))
+    for ia in np.ndindex(SHAPES[a]):
+        for ib in np.ndindex(SHAPES[b]):
+            matrices = {name: np.zeros(shape) for name, shape in SHAPES.items()}
+            matrices[a][ia] = matrices[b][ib] = 1.0
+            out = example(**matrices)[result]
             for io in np.ndindex(out.shape):
                 terms.setdefault(_label(io), [])
                 if out[io] == 1.0:
@@ -133,10 +136,9 @@ def read_off_terms(
 
 def code_terms() -> tuple[dict[str, Terms], list[str]]:
     """The products in O (X, F), dL/dF (dL/dO, X) and dL/dX (dL/dO, F) as the code has them."""
-    forward_terms, p1 = read_off_terms(forward, (3, 3), (2, 2))
-    d_filter, p2 = read_off_terms(grad_filter, (2, 2), (3, 3))
-    d_input, p3 = read_off_terms(grad_input, (2, 2), (2, 2))
-    return {"O": forward_terms, "dF": d_filter, "dX": d_input}, p1 + p2 + p3
+    found = {result: read_off_terms(result) for result in FACTORS}
+    return ({result: terms for result, (terms, _) in found.items()},
+            [problem for _, problems in found.values() for problem in problems])
 
 
 def paper_terms() -> dict[str, Terms]:
@@ -176,16 +178,9 @@ def compare_equations(code: dict[str, Terms], paper: dict[str, Terms]) -> dict[s
 
 def worked_numbers() -> dict[str, np.ndarray]:
     """X, F, dL/dO of the example and what the code makes of them, up to F after Eq. (22)."""
-    d_f = grad_filter(D_OUT, X)
-    return {
-        "X": X,
-        "F": F,
-        "dO": D_OUT,
-        "O": forward(X, F),
-        "dF": d_f,
-        "dX": grad_input(D_OUT, F),
-        "F_new": backprop.sgd_update(F, d_f, ALPHA),
-    }
+    results = example(X, F, D_OUT)
+    return {"X": X, "F": F, "dO": D_OUT, **results,
+            "F_new": backprop.sgd_update(F, results["dF"], ALPHA)}
 
 
 def _evaluate(terms: Terms, a: np.ndarray, b: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -31,6 +31,7 @@ from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.evaluate import per_class
 from lfwcnn.loading import load_npz, read_history, read_json
+from lfwcnn.model import FEATURE_LAYER, POOL
 from lfwcnn.ownership import check_outputs, in_folder, listed
 from lfwcnn.tables import read_confusion
 
@@ -56,8 +57,8 @@ def paper_figure_numbers(layers: Sequence[str]) -> dict[str, str]:
     """conv1 -> Fig. 7, pool1 -> Fig. 8, ... conv3 -> Fig. 11, pool3 -> Fig. 12."""
     numbers = {}
     for name in layers:
-        kind, block = name[:4], int(name[4:])
-        number = 7 + 2 * (block - 1) + (kind == "pool")
+        kind, block = FEATURE_LAYER.fullmatch(name).groups()
+        number = 7 + 2 * (int(block) - 1) + (kind == POOL)
         if number <= 12:
             numbers[name] = f"Fig. {number}"
     return numbers

@@ -7,6 +7,7 @@ feature-map and sparsity figures) can ask for a layer by the name the paper uses
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,6 +15,18 @@ import numpy as np
 from lfwcnn.errors import LfwcnnError
 
 DROPOUT_PLACEMENTS = ("last", "all")  # after the last dense layer only, or after every one
+CONV, POOL = "conv", "pool"  # block i holds the layers conv{i} and pool{i}, as in the paper
+FEATURE_LAYER = re.compile(rf"^({CONV}|{POOL})(\d+)$")
+
+
+def block_layers(block: int) -> tuple[str, str]:
+    """The names of the conv and pooling layer of block ``block`` (from 1): conv1, pool1."""
+    return f"{CONV}{block}", f"{POOL}{block}"
+
+
+def feature_layer_names(blocks: int) -> list[str]:
+    """conv1, pool1, conv2, ...: the conv and pooling layers of ``blocks`` blocks, in order."""
+    return [name for block in range(1, blocks + 1) for name in block_layers(block)]
 
 
 def scale_pixels(images: np.ndarray) -> np.ndarray:
@@ -88,16 +101,10 @@ def build_model(
     "Dropout is applied to the fully-connected layers preceding the output layer" reads as
     either the last dense layer or all of them: ``dropout_placement`` picks ("last" or
     "all"); each dropout layer is named after the dense layer it follows (``dropout2``).
-    Inputs are expected in [0, 1] (:func:`scale_pixels`).
+    Inputs are expected in [0, 1] (:func:`scale_pixels`). The settings are those the config
+    schema (or :func:`check_architecture`, for a command line) has checked; the data's shape
+    and number of classes are checked here.
     """
-    check_architecture(
-        filters=filters,
-        kernel_size=kernel_size,
-        pool_size=pool_size,
-        dense_units=dense_units,
-        dropout_rate=dropout_rate,
-        dropout_placement=dropout_placement,
-    )
     check_input_shape(input_shape, filters=filters, kernel_size=kernel_size, pool_size=pool_size)
     if n_classes < 2:
         raise LfwcnnError(f"a classifier needs at least 2 classes, got {n_classes}")
@@ -106,9 +113,10 @@ def build_model(
 
     inputs = keras.Input(shape=tuple(input_shape), name="image")
     x = inputs
-    for i, n_filters in enumerate(filters, start=1):
-        x = layers.Conv2D(n_filters, kernel_size, activation="relu", name=f"conv{i}")(x)
-        x = layers.MaxPooling2D(pool_size, name=f"pool{i}")(x)
+    for block, n_filters in enumerate(filters, start=1):
+        conv, pool = block_layers(block)
+        x = layers.Conv2D(n_filters, kernel_size, activation="relu", name=conv)(x)
+        x = layers.MaxPooling2D(pool_size, name=pool)(x)
     x = layers.Flatten(name="flatten")(x)
     last = len(dense_units)
     for i, units in enumerate(dense_units, start=1):

@@ -57,8 +57,9 @@ class Source:
 
 
 @dataclass
-class Dataset:
-    """One prepared dataset (``data/prepared/{name}``) and its splits."""
+class PreparedData:
+    """The plan of one prepared dataset (``data/prepared/{name}``) and its splits: the config
+    they are made with, not the arrays (those are :class:`lfwcnn.dataset.Dataset`)."""
 
     name: str
     config: dict  # {"data": ..., "split": ...}
@@ -80,7 +81,7 @@ class Run:
 class Plan:
     axes: dict[str, list[str]] = field(default_factory=dict)  # axis -> value names, in order
     runs: dict[str, Run] = field(default_factory=dict)
-    datasets: dict[str, Dataset] = field(default_factory=dict)
+    datasets: dict[str, PreparedData] = field(default_factory=dict)
     sources: dict[str, Source] = field(default_factory=dict)
 
     @property
@@ -227,7 +228,7 @@ def plan_sweep(config: Mapping, check: Callable[[dict], dict] | None = None) -> 
         dataset_name = _shared_name(
             _canonical(data_config), datasets_by_config, plan.datasets,
             _join(settings, data_axes, variant), "datasets", where,
-            lambda name, cfg=data_config, src=source_name: Dataset(name, cfg, src),
+            lambda name, cfg=data_config, src=source_name: PreparedData(name, cfg, src),
         )
 
         if name in plan.runs:

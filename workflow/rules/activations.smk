@@ -2,13 +2,11 @@
 # paper's Figs. 6-12), and the sparsity of each layer over the whole test set.
 
 
+from lfwcnn.model import feature_layer_names
+
 # conv1, pool1, conv2, ... as lfwcnn.model names them: six layers for the paper's network
 # (every run of a sweep has the same number of conv blocks; lfwcnn.sweep checks it)
-FEATURE_LAYERS = [
-    f"{kind}{block}"
-    for block in range(1, len(FIRST_RUN.config["model"]["filters"]) + 1)
-    for kind in ("conv", "pool")
-]
+FEATURE_LAYERS = feature_layer_names(len(FIRST_RUN.config["model"]["filters"]))
 # the paper draws one trained network: the first configured seed's
 ACTIVATION_SEED = config["seeds"][0]
 

@@ -1,0 +1,65 @@
+"""What a training run leaves to be read: its per-epoch history (history.csv) and train.json.
+
+The history is also part of each snapshot (:mod:`lfwcnn.snapshots`), so a resumed run's
+history holds every epoch, the ones before the kill included.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import platform
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "seconds")
+# Keras names the per-epoch metrics on validation_data "val_*"; here that data is the test set.
+KERAS_LOGS = {"loss": "loss", "accuracy": "accuracy",
+              "test_loss": "val_loss", "test_accuracy": "val_accuracy"}
+
+
+def history_row(epoch: int, logs: Mapping, seconds: float) -> dict:
+    """One row of the history from the logs Keras hands an epoch's end."""
+    row = {"epoch": epoch, "seconds": round(seconds, 4)}
+    for column, key in KERAS_LOGS.items():
+        row[column] = float(logs[key])
+    return row
+
+
+def history_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_history_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [
+            {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
+            for row in csv.DictReader(handle)
+        ]
+
+
+def timings(history: list[dict], initial_epoch: int, seconds: float, cpu_seconds: float) -> dict:
+    """Wall and CPU time of this process; per-epoch seconds count its own epochs only."""
+    timed = [row["seconds"] for row in history[initial_epoch:]]
+    return {
+        "resumed_from_epoch": initial_epoch,
+        "seconds": round(seconds, 3),
+        "seconds_per_epoch": round(float(np.mean(timed)), 4) if timed else None,
+        "cpu_seconds": round(cpu_seconds, 3),  # all threads; beside "seconds" it shows load
+        "final": {key: history[-1][key] for key in KERAS_LOGS},
+    }
+
+
+def software() -> dict:
+    """The versions that decide the numbers, beside the device they ran on."""
+    import keras
+    import tensorflow as tf
+
+    return {"tensorflow": tf.__version__, "keras": keras.__version__,
+            "python": platform.python_version()}
