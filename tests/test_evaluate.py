@@ -45,6 +45,27 @@ def test_binomial_interval_refuses_impossible_counts():
         evaluate.binomial_interval(5, 10, 1.0)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_per_class_scores_of_a_confusion_matrix_are_scikit_learns(seed):
+    """One function scores a seed and the pooled seeds: bit for bit scikit-learn's numbers."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    rng = np.random.default_rng(seed)
+    classes = np.arange(7)
+    labels = rng.integers(0, 7, 300)
+    predicted = np.where(rng.random(300) < 0.6, labels, rng.integers(0, 6, 300))
+    names = [f"P{k}" for k in classes]
+    confusion = pd.DataFrame(confusion_matrix(labels, predicted, labels=classes),
+                             index=names, columns=names)
+    scores = evaluate.per_class(confusion)
+    expected = precision_recall_fscore_support(labels, predicted, labels=classes,
+                                               zero_division=0)
+    for column, values in zip(("precision", "recall", "f1", "support"), expected, strict=True):
+        np.testing.assert_array_equal(scores[column].to_numpy(), values)
+    assert list(scores["predicted"]) == list(np.bincount(predicted, minlength=7))
+    assert scores["support"].dtype.kind == "i"
+
+
 def test_cross_entropy_by_hand():
     probabilities = np.array([[0.5, 0.5], [0.9, 0.1], [0.0, 1.0]])
     # -(ln 0.5 + ln 0.9 + ln 1e-7) / 3: a zero probability is clipped as Keras clips it

@@ -1,17 +1,23 @@
-"""The figures: one tile per channel in the layer grids, pooled confusion, curves, accuracy."""
+"""The figures (lfwcnn.plots, lfwcnn.figures): one tile per channel in the layer grids,
+pooled confusion, curves, accuracy, the sweep's runs."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from lfwcnn import figures
+from lfwcnn import figures, plots
+from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.figures import channel_mosaic, normalize_channels, paper_figure_numbers
+from lfwcnn.evaluate import per_class
+from lfwcnn.figures import paper_figure_numbers
+from lfwcnn.loading import read_history
+from lfwcnn.plots import channel_mosaic, normalize_channels
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -58,7 +64,7 @@ def test_mosaic_rejects_a_batch():
 def test_layer_grid_png_counts_tiles_and_blank_maps(tmp_path):
     maps = np.random.default_rng(0).uniform(0, 1, size=(6, 6, 20)).astype(np.float32)
     maps[..., [3, 7]] = 0.0
-    info = figures.plot_layer_grid(maps, "conv2", tmp_path / "conv2.png", figure="Fig. 9")
+    info = plots.plot_layer_grid(maps, "conv2", tmp_path / "conv2.png", figure="Fig. 9")
     assert info == {"layer": "conv2", "file": "conv2.png", "shape": [6, 6, 20], "tiles": 20,
                     "rows": 2, "cols": 16, "blank_maps": 2}
     with Image.open(tmp_path / "conv2.png") as image:
@@ -83,7 +89,7 @@ def test_pooled_confusion_and_per_class_scores(tmp_path):
     b = confusion_csv(tmp_path / "b.csv", [[1, 0, 0], [1, 1, 0], [0, 0, 2]])
     pooled = figures.pooled_confusion([a, b])
     np.testing.assert_array_equal(pooled.to_numpy(), [[4, 1, 0], [1, 3, 0], [1, 0, 3]])
-    scores = figures.per_class(pooled).set_index("class")
+    scores = per_class(pooled).set_index("class")
     assert scores.loc["Ann_A", "precision"] == pytest.approx(4 / 6)
     assert scores.loc["Ann_A", "recall"] == pytest.approx(4 / 5)
     assert scores.loc["Bo_B", "f1"] == pytest.approx(2 * 0.75 * 0.75 / 1.5)
@@ -102,27 +108,27 @@ def history(epochs: int, seed: int) -> pd.DataFrame:
 
 
 def test_mean_curves_use_the_epochs_all_seeds_have():
-    mean = figures.mean_curves({0: history(5, 0), 1: history(3, 2)})
+    mean = plots.mean_curves({0: history(5, 0), 1: history(3, 2)})
     assert list(mean["epoch"]) == [1, 2, 3]
     np.testing.assert_allclose(mean["loss"], 2 / np.arange(1, 4) + 1)
 
 
 def test_curves_and_accuracy_plots_are_written(tmp_path):
-    figures.plot_curves({0: history(4, 0), 1: history(4, 1)}, tmp_path / "curves.png",
-                        paper_accuracy=0.8347)
+    plots.plot_curves({0: history(4, 0), 1: history(4, 1)}, tmp_path / "curves.png",
+                      paper_accuracy=0.8347)
     summary = {"mean": 0.8, "confidence": 0.95, "paper_accuracy": 0.8347, "verdict": "above",
                "interval": {"low": 0.78, "high": 0.82},
                "prediction_interval": {"low": 0.75, "high": 0.85}}
     seeds = [{"seed": 0, "accuracy": 0.79, "ci_low": 0.75, "ci_high": 0.83},
              {"seed": 1, "accuracy": 0.81, "ci_low": None, "ci_high": None}]
-    figures.plot_accuracy_distribution(seeds, summary, tmp_path / "accuracy.png")
+    plots.plot_accuracy_distribution(seeds, summary, tmp_path / "accuracy.png")
     for name in ("curves.png", "accuracy.png"):
         assert (tmp_path / name).read_bytes()[:8] == PNG
     with pytest.raises(LfwcnnError, match="no training histories"):
-        figures.plot_curves({}, tmp_path / "none.png")
+        plots.plot_curves({}, tmp_path / "none.png")
     with pytest.raises(LfwcnnError, match="lacks the columns"):
         (tmp_path / "bad.csv").write_text("epoch,loss\n1,2\n")
-        figures.read_history(tmp_path / "bad.csv")
+        read_history(tmp_path / "bad.csv")
 
 
 def test_training_command_draws_all_and_pools_the_seeds(tmp_path):
@@ -149,3 +155,38 @@ def test_training_command_draws_all_and_pools_the_seeds(tmp_path):
         "accuracy.png", "confusion.csv", "confusion.png", "curves.png", "per_class.csv"]
     pooled = pd.read_csv(out / "confusion.csv", index_col=0)
     assert int(np.trace(pooled.to_numpy())) == 10 and int(pooled.to_numpy().sum()) == 12
+
+
+def test_confusion_and_sweep_plots_share_the_one_png_writer(tmp_path):
+    """Every figure goes through plots.save_figure: a PNG at plots.DPI, with no timestamp."""
+    names = ["Ann_A", "Ke$ha $x$"]  # "$" pairs would be read as a formula
+    plots.plot_confusion(pd.DataFrame([[3, 1], [0, 2]], index=names, columns=names),
+                         "seed 0: 5/6", tmp_path / "confusion.png")
+    runs = [{"run": run, "caveat": None, "accuracies": [0.8, 0.82], "ci_low": 0.7,
+             "ci_high": 0.9, "mean": 0.81, "paper_accuracy": 0.8347} for run in ("a", "b")]
+    plots.plot_runs({"runs": runs}, tmp_path / "runs.png")
+    for name in ("confusion.png", "runs.png"):
+        with Image.open(tmp_path / name) as image:
+            assert image.format == "PNG"
+            assert round(image.info["dpi"][0]) == plots.DPI
+            assert "Software" not in image.info
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.png", "runs.png"]
+
+
+def test_only_plots_imports_matplotlib():
+    """Plotting in one place: no other module of the package draws."""
+    package = Path(plots.__file__).parent
+    drawing = sorted(path.name for path in package.glob("*.py")
+                     if "matplotlib" in path.read_text(encoding="utf-8").replace(
+                         '"matplotlib"', ""))  # environment.py lists it as a package name
+    assert drawing == ["plots.py"]
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{not json", ""])
+def test_a_record_that_is_not_a_json_object_is_one_line(tmp_path, capsys, text):
+    (tmp_path / "image.json").write_text(text)
+    out = tmp_path / "figures"
+    assert run(figures.main, ["activations", "--dir", str(tmp_path), "--out-dir", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'image.json'}: ")
+    assert not out.exists()

@@ -46,6 +46,7 @@ from lfwcnn.ownership import (
     prune_snapshots,
     release_backup_dir,
 )
+from lfwcnn.tables import read_confusion
 
 # commas, quotes, a semicolon, non-ASCII, a "$" pair matplotlib would read as a formula, and
 # names pandas would turn into NaN or a number
@@ -162,7 +163,7 @@ def test_evaluation_tables_round_trip_every_name(evaluated, prepared):
         per_class = pd.read_csv(folder / "per_class.csv", dtype={"class": str},
                                 keep_default_na=False)
         assert list(per_class["class"]) == NAMES
-        confusion = figures.read_confusion(folder / "confusion.csv")
+        confusion = read_confusion(folder / "confusion.csv")
         assert list(confusion.index) == list(confusion.columns) == NAMES
         with open(folder / "confusion.csv", newline="", encoding="utf-8") as handle:
             assert next(csv.reader(handle))[1:] == NAMES

@@ -23,6 +23,7 @@ from lfwcnn.atomic import write_text
 from lfwcnn.claims import data_origin
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.loading import read_json
 from lfwcnn.ownership import check_outputs, listed
 
 log = logging.getLogger(__name__)
@@ -103,11 +104,8 @@ def read_metrics(paths: Sequence[str]) -> list[dict]:
 
 def read_source(path: str) -> dict:
     """The obtain step's source.json: which LFW the seeds were measured on."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise LfwcnnError(f"{path}: not a source record ({err})") from None
-    if not isinstance(record, dict) or "variant" not in record:
+    record = read_json(path)
+    if "variant" not in record:
         raise LfwcnnError(f"{path}: not a source record (no 'variant')")
     return record
 

@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lfwcnn.atomic import atomic_path, write_text
+from lfwcnn import plots
+from lfwcnn.atomic import write_text
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.loading import load_keras_model
+from lfwcnn.loading import load_keras_model, read_json
 from lfwcnn.model import scale_pixels
 from lfwcnn.ownership import check_outputs, in_folder
 
@@ -79,6 +80,26 @@ def predict(model_path: str | os.PathLike, images: np.ndarray, batch_size: int =
                       dtype=np.float64)
 
 
+def per_class(confusion: pd.DataFrame) -> pd.DataFrame:
+    """Precision, recall, F1, support and predictions per class of a confusion matrix.
+
+    F1 is 2 hits / (support + predictions): scikit-learn's formula, so one seed's scores are
+    bit for bit those of ``precision_recall_fscore_support``; a class never seen nor
+    predicted scores 0, as with its ``zero_division=0``.
+    """
+    counts = confusion.to_numpy(dtype=float)
+    hits = np.diag(counts)
+    support, predicted = counts.sum(axis=1), counts.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, hits / predicted, 0.0)
+        recall = np.where(support > 0, hits / support, 0.0)
+        f1 = np.where(support + predicted > 0, 2 * hits / (support + predicted), 0.0)
+    return pd.DataFrame({
+        "class": list(confusion.index), "precision": precision, "recall": recall, "f1": f1,
+        "support": support.astype(int), "predicted": predicted.astype(int),
+    })
+
+
 def score(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
           confidence: float) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Metrics, per-class table and confusion matrix (rows: true, columns: predicted)."""
@@ -91,28 +112,21 @@ def score(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[s
             f"{n_classes} classes"
         )
     predicted = probabilities.argmax(axis=1)
+    classes = np.arange(n_classes)
+    confusion = pd.DataFrame(
+        confusion_matrix(labels, predicted, labels=classes),
+        index=pd.Index(list(class_names), name="true"),
+        columns=list(class_names),
+    )
     correct = int((predicted == labels).sum())
     total = len(labels)
     low, high = binomial_interval(correct, total, confidence)
-    classes = np.arange(n_classes)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=classes, zero_division=0
-    )
-    per_class = pd.DataFrame({
-        "class": list(class_names), "precision": precision, "recall": recall, "f1": f1,
-        "support": support, "predicted": np.bincount(predicted, minlength=n_classes),
-    })
     averages = {}
     for average in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(
             labels, predicted, labels=classes, average=average, zero_division=0
         )
         averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
-    confusion = pd.DataFrame(
-        confusion_matrix(labels, predicted, labels=classes),
-        index=pd.Index(list(class_names), name="true"),
-        columns=list(class_names),
-    )
     metrics = {
         "test_images": total,
         "correct": correct,
@@ -125,7 +139,7 @@ def score(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[s
         "majority_accuracy": float(np.bincount(labels, minlength=n_classes).max() / total),
         **{f"{name}_avg": values for name, values in averages.items()},
     }
-    return metrics, per_class, confusion
+    return metrics, per_class(confusion), confusion
 
 
 def predictions_table(data: Dataset, test_idx: np.ndarray, probabilities: np.ndarray):
@@ -140,43 +154,10 @@ def predictions_table(data: Dataset, test_idx: np.ndarray, probabilities: np.nda
     })
 
 
-def plot_confusion(confusion: pd.DataFrame, title: str, path: str | os.PathLike) -> None:
-    """Counts, coloured by share of the true class, so small classes read as well as big ones."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    counts = confusion.to_numpy()
-    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    n = len(counts)
-    side = max(5.0, 0.32 * n + 2.5)
-    fig, ax = plt.subplots(figsize=(side, side))
-    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
-    names = [name.replace("_", " ") for name in confusion.columns]
-    # parse_math off: a name such as "Ke$ha" is text, not the start of a formula
-    ax.set_xticks(range(n), names, rotation=90, fontsize=7, parse_math=False)
-    ax.set_yticks(range(n), names, fontsize=7, parse_math=False)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title, parse_math=False)
-    for (i, j), count in np.ndenumerate(counts):
-        if count:
-            ax.text(j, i, str(count), ha="center", va="center", fontsize=6,
-                    color="white" if shares[i, j] > 0.5 else "black")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-
-
 def read_train_info(path: str | os.PathLike | None) -> dict:
     if path is None:
         return {}
-    try:
-        info = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise LfwcnnError(f"{path}: cannot read the training record ({err})") from None
+    info = read_json(path)
     return {key: info.get(key) for key in TRAIN_INFO_KEYS}
 
 
@@ -199,21 +180,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     data = load_dataset(args.dataset)
     _, test_idx = load_split(args.split, data)
     probabilities = predict(args.model, data.images[test_idx])
-    metrics, per_class, confusion = score(
+    metrics, class_scores, confusion = score(
         data.labels[test_idx], probabilities, list(data.class_names), args.confidence
     )
     metrics = {"seed": train_info.get("seed"), "split_seed": train_info.get("split_seed"),
                **metrics, "model": str(args.model), "split": str(args.split),
                "train": train_info}
     out = Path(args.out_dir)
-    write_text(out / "per_class.csv", per_class.to_csv(index=False))
+    write_text(out / "per_class.csv", class_scores.to_csv(index=False))
     write_text(out / "confusion.csv", confusion.to_csv())
     write_text(out / "predictions.csv", predictions_table(data, test_idx, probabilities)
                .to_csv(index=False))
     title = f"test accuracy {metrics['accuracy']:.2%} ({metrics['correct']}/{len(test_idx)})"
     if metrics["seed"] is not None:
         title = f"seed {metrics['seed']}: {title}"
-    plot_confusion(confusion, title, out / "confusion.png")
+    plots.plot_confusion(confusion, title, out / "confusion.png")
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     interval = metrics["accuracy_interval"]
     log.info("test accuracy %.4f (%d/%d), %.0f %% interval %.4f to %.4f", metrics["accuracy"],

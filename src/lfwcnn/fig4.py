@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import jinja2
 import numpy as np
 from markupsafe import Markup
 
-from lfwcnn import backprop
+from lfwcnn import backprop, templating
 
 Terms = dict[str, list[tuple[str, str]]]
 
@@ -202,42 +201,9 @@ def paper_numbers() -> dict[str, np.ndarray]:
     }
 
 
-# --- the HTML fragment ---------------------------------------------------------------------
+# --- the HTML fragment (templates/fig4.html.j2) ------------------------------------------
 
 PARTIAL = "\u2202L/\u2202"
-
-FRAGMENT = jinja2.Template(
-    """\
-<section class="claim-c3" id="c3-backprop">
-<h3>C3: backpropagation through convolution &mdash; {{ "PASS" if report.pass else "FAIL" }}</h3>
-<p>{{ autodiff.cases }} random conv layers (batch 1-3, channels 1-4, filters 1-5, kernel 1-5,
-input 3-16, stride 1-3), with max pooling and ReLU, against <code>tf.GradientTape</code> in
-float64; largest relative error per gradient:
-{% for name, err in autodiff.max_relative_error.items() -%}
-{{ name }} {{ "%.1e"|format(err) }}{{ ", " if not loop.last else "" }}
-{%- endfor %} (tolerance {{ "%.0e"|format(autodiff.tolerance) }}).
-Central differences on {{ numerical.cases }} small layers: largest relative error
-{{ "%.1e"|format(numerical.max_relative_error.values()|max) }}.
-Fig. 4 term by term: {{ fig4.equations.values()|select|list|length }} of
-{{ fig4.equations|length }} equations among (1)-(5), (7)-(11), (13)-(21) match the code.
-One Keras SGD step against Eq. (22): largest relative error
-{{ "%.1e"|format(keras_sgd.max_relative_error.values()|max) }}.</p>
-<p>Fig. 4 worked example (3&times;3 input X, 2&times;2 filter F, stride 1). Each cell shows the
-terms the code computes, read off by feeding it one-hot inputs, the paper's equation number and
-the value for the numbers below.</p>
-{% for table in tables -%}
-<table class="backprop-fig4">
-  <caption>{{ table.caption }}</caption>
-{%- for row in table.rows %}
-  <tr>{% for cell in row %}<td>{{ cell.expr }}{% if cell.eq %} <small>({{ cell.eq }})</small>
-{%- endif %}<br>= {{ cell.value }}</td>{% endfor %}</tr>
-{%- endfor %}
-</table>
-{% endfor -%}
-</section>
-""",
-    autoescape=True,
-)
 
 
 def _sym(name: str, sub: str) -> Markup:
@@ -308,4 +274,4 @@ def worked_tables(code: dict[str, Terms], numbers: dict[str, np.ndarray]) -> lis
 
 def render_fragment(report: dict, tables: list[dict]) -> str:
     """Claim C3's ``<section>``: the verdict of every check in ``report``, then the tables."""
-    return FRAGMENT.render(report=report, tables=tables, **report["checks"])
+    return templating.render("fig4.html.j2", report=report, tables=tables, **report["checks"])

@@ -1,18 +1,22 @@
-"""Read the package's binary files (.npz arrays, .keras models) with one line on any failure.
+"""Read the package's files (.npz arrays, .keras models, JSON records, training histories)
+with one line on any failure.
 
 A truncated, foreign or damaged file makes NumPy, zipfile, h5py or Keras raise almost any
 exception type (BadZipFile, EOFError, ValueError, KeyError, TypeError, OSError, ...), often
 with a multi-line message. Every reader goes through here, so each of them ends in one
-:class:`LfwcnnError` naming the file instead of a traceback.
+:class:`LfwcnnError` naming the file instead of a traceback. (CSV tables that hold people's
+names are read by :mod:`lfwcnn.tables`.)
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from lfwcnn.errors import LfwcnnError
 
@@ -71,3 +75,31 @@ def load_keras_model(path: str | os.PathLike):
         raise
     except Exception as err:  # Keras refuses a file with any type: name it
         raise LfwcnnError(f"{path}: Keras cannot load this model ({reason(err)})") from None
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON record written by a step: an object, or one line naming the file."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise LfwcnnError(f"{path}: cannot read ({err})") from None
+    if not isinstance(record, dict):
+        raise LfwcnnError(f"{path}: not a JSON object but a {type(record).__name__}")
+    return record
+
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy")
+
+
+def read_history(path: str | os.PathLike) -> pd.DataFrame:
+    """A training history CSV, checked for the columns the curves and the report need."""
+    try:
+        history = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise LfwcnnError(f"{path}: cannot read the training history ({err})") from None
+    missing = set(HISTORY_COLUMNS) - set(history.columns)
+    if missing:
+        raise LfwcnnError(f"{path}: history lacks the columns {sorted(missing)}")
+    if history.empty:
+        raise LfwcnnError(f"{path}: the training history has no epochs")
+    return history

@@ -15,19 +15,19 @@ an approximation or an unverified archive), and writes
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
-import os
 from collections.abc import Sequence
 
 import pandas as pd
 
+from lfwcnn import plots
 from lfwcnn.ablation import analyse
 from lfwcnn.atomic import write_text
-from lfwcnn.claims import labelled
 from lfwcnn.cli import run
+from lfwcnn.config import read_step_json
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.loading import read_json
 from lfwcnn.ownership import check_outputs, listed
 
 log = logging.getLogger(__name__)
@@ -87,46 +87,6 @@ def summary_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def plot_runs(summary: dict, path: str | os.PathLike) -> None:
-    """Every seed's accuracy per run, each run's mean and interval, the paper's value marked."""
-    from lfwcnn.figures import PAPER_COLOUR, TRAIN_COLOUR, plt, save_figure
-
-    runs = summary["runs"]
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.55 * len(runs)))
-    for y, entry in enumerate(reversed(runs)):
-        values = [100 * a for a in entry["accuracies"]]
-        ax.plot(values, [y] * len(values), "o", color=TRAIN_COLOUR, alpha=0.8, ms=6, zorder=3)
-        if entry["ci_low"] is not None:
-            ax.plot([100 * entry["ci_low"], 100 * entry["ci_high"]], [y, y], color="black", lw=3)
-        ax.plot(100 * entry["mean"], y, "D", color="black", ms=7)
-    paper = next((e["paper_accuracy"] for e in runs if e["paper_accuracy"] is not None), None)
-    if paper is not None:
-        ax.axvline(100 * paper, color=PAPER_COLOUR, lw=2)
-        ax.text(100 * paper, len(runs) - 0.45, f" paper {paper:.2%}", color=PAPER_COLOUR,
-                ha="left", va="center", fontsize=8)
-    # zoomed to the data (and the paper's value), so that close settings stay apart
-    shown = [v for e in runs for v in (*e["accuracies"], e["ci_low"], e["ci_high"], paper)
-             if v is not None]
-    ax.set_xlim(max(0.0, 100 * min(shown) - 3), min(100.0, 100 * max(shown) + 3))
-    ax.set_yticks(range(len(runs)))
-    ax.set_yticklabels([labelled(e["run"], e["caveat"]) for e in reversed(runs)])
-    ax.set_ylim(-0.7, len(runs) - 0.2)
-    ax.set_xlabel("test accuracy (%)")
-    ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Test accuracy per run: seeds (dots), mean (diamond) and its interval (bar)",
-                 fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as err:
-        raise LfwcnnError(f"{path}: cannot read ({err})") from None
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plan-json", required=True,
@@ -139,17 +99,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     check_outputs({"--out-csv": args.out_csv, "--out-json": args.out_json,
                    "--out-png": args.out_png}, listed("--aggregates", args.aggregates))
-    try:
-        plan = json.loads(args.plan_json)
-    except ValueError as err:
-        raise LfwcnnError(f"--plan-json is not JSON ({err})") from None
-    summary = summarize_runs(plan, [_read_json(p) for p in args.aggregates])
+    plan = read_step_json(args.plan_json, "--plan-json")
+    summary = summarize_runs(plan, [read_json(p) for p in args.aggregates])
     summary["ablation"] = analyse(summary)
-    buffer = io.StringIO()
-    summary_table(summary).to_csv(buffer, index=False)
-    write_text(args.out_csv, buffer.getvalue())
+    write_text(args.out_csv, summary_table(summary).to_csv(index=False))
     write_text(args.out_json, json.dumps(summary, indent=2) + "\n")
-    plot_runs(summary, args.out_png)
+    plots.plot_runs(summary, args.out_png)
     log.info("%d runs compared: %s", len(summary["runs"]), args.out_csv)
 
 

@@ -16,6 +16,9 @@ import os
 import unicodedata
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+import pandas as pd
+
 from lfwcnn.errors import LfwcnnError
 
 
@@ -80,3 +83,28 @@ def number(path: str | os.PathLike, row: dict[str, str], column: str, kind: type
         return kind(text)
     except ValueError:
         raise LfwcnnError(f"{path}: column {column} holds {text!r}, not a number") from None
+
+
+def read_confusion(path: str | os.PathLike) -> pd.DataFrame:
+    """A confusion matrix CSV (first column: true class); names stay strings, counts ints.
+
+    Read with the csv module: ``pandas.read_csv`` would turn a person named ``NA`` into NaN
+    and ``1984`` into a number, and rename a class that repeats the index header.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            table = list(csv.reader(handle, strict=True))
+    except (csv.Error, OSError, UnicodeDecodeError) as err:
+        raise LfwcnnError(f"{path}: cannot read the confusion matrix ({err})") from None
+    if not table or len(table[0]) < 2:
+        raise LfwcnnError(f"{path}: not a confusion matrix (no header of class names)")
+    header, rows = table[0], table[1:]
+    names = header[1:]
+    if [row[0] for row in rows if row] != names or any(len(row) != len(header) for row in rows):
+        raise LfwcnnError(f"{path}: rows and columns of a confusion matrix must name the same "
+                          "classes in the same order")
+    try:
+        counts = np.array([[int(value) for value in row[1:]] for row in rows], dtype=np.int64)
+    except ValueError as err:
+        raise LfwcnnError(f"{path}: a count is not an integer ({err})") from None
+    return pd.DataFrame(counts, index=pd.Index(names, name=header[0] or "true"), columns=names)
