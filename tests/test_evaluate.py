@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from helpers_training import make_dataset, split_in_quarters, tiny_settings
 
-from lfwcnn import aggregate, evaluate
+from lfwcnn import aggregate, evaluate, steps
 from lfwcnn.cli import run
 from lfwcnn.dataset import save_dataset, save_split
 from lfwcnn.errors import LfwcnnError
@@ -148,17 +148,29 @@ def trained_seed(tmp_path_factory):
     return tmp, trained
 
 
-def evaluate_argv(folder, out, **changes):
-    args = {"--dataset": folder / "dataset.npz", "--split": folder / "split.csv",
-            "--model": folder / "model.keras", "--train-info": folder / "train.json",
-            "--out-dir": out, **changes}
-    return [str(item) for pair in args.items() for item in pair]
+def evaluate_argv(folder, out, configfile=None, **changes):
+    """``python -m lfwcnn evaluate_model`` arguments writing into ``out`` as the rule names
+    the files there; ``changes`` override any value, ``configfile`` is merged over the config."""
+    values = {"dataset": folder / "dataset.npz", "split_csv": folder / "split.csv",
+              "model_file": folder / "model.keras", "info": folder / "train.json",
+              "metrics": out / "metrics.json", "per_class": out / "per_class.csv",
+              "confusion": out / "confusion.csv", "figure": out / "confusion.png",
+              "predictions": out / "predictions.csv", **changes}
+    config = [] if configfile is None else ["--configfile", str(configfile)]
+    return ["evaluate_model", *(f"{name}={value}" for name, value in values.items()), *config]
+
+
+def config_file(folder, evaluate):
+    """A config overlay with the ``evaluate`` section's keys ``evaluate`` changed."""
+    path = folder / "overlay.json"
+    path.write_text(json.dumps({"evaluate": evaluate}))
+    return path
 
 
 def test_evaluation_outputs_agree_with_each_other_and_with_training(trained_seed, tmp_path):
     folder, trained = trained_seed
     out = tmp_path / "eval"
-    assert run(evaluate.main, evaluate_argv(folder, out)) == 0
+    assert run(steps.main, evaluate_argv(folder, out)) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     predictions = pd.read_csv(out / "predictions.csv")
     confusion = pd.read_csv(out / "confusion.csv", index_col="true")
@@ -185,7 +197,7 @@ def write_dataset(folder, data):
     train_idx, test_idx = split_in_quarters(data)
     save_dataset(folder / "dataset.npz", data)
     save_split(folder / "split.csv", data.files, train_idx, test_idx)
-    return {"--dataset": folder / "dataset.npz", "--split": folder / "split.csv"}
+    return {"dataset": folder / "dataset.npz", "split_csv": folder / "split.csv"}
 
 
 @pytest.mark.parametrize(
@@ -194,7 +206,8 @@ def write_dataset(folder, data):
         ("five classes", "the model gives 4 class scores, the dataset has 5 classes"),
         ("bigger images", "the model takes images of (16, 16, 3), the dataset holds (20, 20, 3)"),
         ("no model", "no such model file"),
-        ("bad confidence", "confidence must lie strictly between 0 and 1, got 1.5"),
+        ("bad confidence", "config key evaluate.confidence: 1.5 is greater than or equal to "
+                           "the maximum of 1"),
     ],
 )
 def test_mismatched_inputs_are_one_line_errors(trained_seed, tmp_path, capsys, change, message):
@@ -202,10 +215,10 @@ def test_mismatched_inputs_are_one_line_errors(trained_seed, tmp_path, capsys, c
     changes = {
         "five classes": lambda: write_dataset(tmp_path, make_dataset(n_classes=5)),
         "bigger images": lambda: write_dataset(tmp_path, make_dataset(side=20)),
-        "no model": lambda: {"--model": tmp_path / "none.keras"},
-        "bad confidence": lambda: {"--confidence": 1.5},
+        "no model": lambda: {"model_file": tmp_path / "none.keras"},
+        "bad confidence": lambda: {"configfile": config_file(tmp_path, {"confidence": 1.5})},
     }[change]()
-    status = run(evaluate.main, evaluate_argv(folder, tmp_path / "out", **changes))
+    status = run(steps.main, evaluate_argv(folder, tmp_path / "out", **changes))
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 1 and err[-1].startswith("error: ") and message in err[-1], err
     assert not (tmp_path / "out").exists()
@@ -225,12 +238,19 @@ def metrics_file(folder, seed, correct, total=593):
     return path
 
 
+def aggregate_argv(metrics, configfile=None, **values):
+    """``python -m lfwcnn aggregate_seeds`` arguments: a ``metrics=`` per file, then ``values``."""
+    config = [] if configfile is None else ["--configfile", str(configfile)]
+    return ["aggregate_seeds", *(f"metrics={path}" for path in metrics),
+            *(f"{name}={value}" for name, value in values.items()), *config]
+
+
 def test_aggregate_writes_the_verdict_and_the_table(tmp_path):
     paths = [metrics_file(tmp_path, seed, correct)
              for seed, correct in [(0, 474), (1, 480), (2, 468)]]  # 79.9 %, 80.9 %, 78.9 %
     out_json, out_csv = tmp_path / "aggregate.json", tmp_path / "by_seed.csv"
-    argv = ["--metrics", *map(str, paths), "--out-json", str(out_json), "--out-csv", str(out_csv)]
-    assert run(aggregate.main, argv) == 0
+    argv = aggregate_argv(paths, summary=out_json, by_seed=out_csv)
+    assert run(steps.main, argv) == 0
     summary = json.loads(out_json.read_text())
     table = pd.read_csv(out_csv)
     assert summary["seeds"] == 3 and summary["mean"] == pytest.approx(474 / 593)
@@ -243,7 +263,7 @@ def test_aggregate_writes_the_verdict_and_the_table(tmp_path):
     # 0.8347 lies inside the binomial interval of 480/593 (0.7755 .. 0.8403) only; those of
     # 474/593 and 468/593 end at 0.8308 and 0.8214
     assert table["paper_in_ci"].tolist() == [False, True, False]
-    assert "data" not in summary  # no --source given
+    assert "data" not in summary  # no source given
 
 
 def test_aggregate_records_which_data_the_seeds_were_measured_on(tmp_path):
@@ -253,9 +273,9 @@ def test_aggregate_records_which_data_the_seeds_were_measured_on(tmp_path):
         "variant": "funneled", "kind": "folder", "source": "../shared/lfw_funneled_approx",
         "note": "LFW, funneled variant -- APPROXIMATION", "approximate": True}))
     out_json = tmp_path / "aggregate.json"
-    argv = ["--metrics", *map(str, paths), "--source", str(source), "--out-json",
-            str(out_json), "--out-csv", str(tmp_path / "by_seed.csv")]
-    assert run(aggregate.main, argv) == 0
+    argv = aggregate_argv(paths, source=source, summary=out_json,
+                          by_seed=tmp_path / "by_seed.csv")
+    assert run(steps.main, argv) == 0
     assert json.loads(out_json.read_text())["data"] == {
         "variant": "funneled", "source": "../shared/lfw_funneled_approx", "kind": "folder",
         "approximate": True, "caveat": "approximation",
@@ -268,13 +288,16 @@ def test_aggregate_records_which_data_the_seeds_were_measured_on(tmp_path):
         ("duplicate seed", "seed 0 appears twice"),
         ("missing file", "not a per-seed metrics file"),
         ("accuracy above one", "accuracy 1.5 is not in [0, 1]"),
-        ("bad confidence", "confidence must lie strictly between 0 and 1, got 0"),
+        ("bad confidence", "config key evaluate.confidence: 0 is less than or equal to the "
+                           "minimum of 0"),
+        ("bad paper accuracy", "config key evaluate.paper_accuracy: 1.2 is greater than the "
+                               "maximum of 1"),
         ("bad source", "source.json: not a source record (no 'variant')"),
     ],
 )
 def test_aggregate_bad_input(tmp_path, capsys, case, message):
     paths = [metrics_file(tmp_path, 0, 480)]
-    extra = []
+    extra = {}
     if case == "duplicate seed":
         twin = tmp_path / "twin.json"
         twin.write_text(paths[0].read_text())
@@ -284,13 +307,14 @@ def test_aggregate_bad_input(tmp_path, capsys, case, message):
     if case == "accuracy above one":
         paths[0].write_text(json.dumps({"seed": 0, "accuracy": 1.5}))
     if case == "bad confidence":
-        extra = ["--confidence", "0"]
+        extra = {"configfile": config_file(tmp_path, {"confidence": 0})}
+    if case == "bad paper accuracy":
+        extra = {"configfile": config_file(tmp_path, {"paper_accuracy": 1.2})}
     if case == "bad source":
         (tmp_path / "source.json").write_text("{}")
-        extra = ["--source", str(tmp_path / "source.json")]
-    argv = ["--metrics", *map(str, paths), "--out-json", str(tmp_path / "a.json"),
-            "--out-csv", str(tmp_path / "a.csv"), *extra]
-    assert run(aggregate.main, argv) == 1
+        extra = {"source": tmp_path / "source.json"}
+    argv = aggregate_argv(paths, summary=tmp_path / "a.json", by_seed=tmp_path / "a.csv", **extra)
+    assert run(steps.main, argv) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1], err
     assert not (tmp_path / "a.json").exists()

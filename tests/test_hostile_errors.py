@@ -212,9 +212,13 @@ def test_every_model_keras_refuses_is_one_line_naming_it(tmp_path: Path):
     data = load_dataset(tmp_path / "dataset.npz")
     save_split(tmp_path / "split.csv", data.files, np.arange(8), np.arange(8, 12))
     before = snapshot(tmp_path)
-    result = step("evaluate", "--dataset", str(tmp_path / "dataset.npz"), "--split",
-                  str(tmp_path / "split.csv"), "--model", str(cases["config"]), "--out-dir",
-                  str(tmp_path / "eval"))
+    out = tmp_path / "eval"
+    result = pipeline_step(
+        "evaluate_model", f"dataset={tmp_path / 'dataset.npz'}",
+        f"split_csv={tmp_path / 'split.csv'}", f"model_file={cases['config']}",
+        f"metrics={out / 'metrics.json'}", f"per_class={out / 'per_class.csv'}",
+        f"confusion={out / 'confusion.csv'}", f"figure={out / 'confusion.png'}",
+        f"predictions={out / 'predictions.csv'}")
     one_error_line(result, str(cases["config"]), "Keras cannot load this model")
     assert snapshot(tmp_path) == before
 

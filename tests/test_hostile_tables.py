@@ -37,7 +37,7 @@ from markupsafe import escape
 from PIL import Image
 from workflow_runner import make_project, snakemake
 
-from lfwcnn import aggregate, evaluate, figures, report, run_record, steps
+from lfwcnn import figures, report, run_record, steps
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split, save_dataset, save_split
 from lfwcnn.ownership import (
@@ -140,13 +140,15 @@ def evaluated(prepared, tmp_path_factory) -> Path:
              "seconds": 1.0}]
     (out / "history.csv").write_text(run_record.history_csv(rows), encoding="utf-8")
     seed = out / "seed0"
-    assert run(evaluate.main, ["--dataset", str(prepared / "dataset.npz"), "--split",
-                               str(prepared / "split.csv"), "--model", str(out / "model.keras"),
-                               "--train-info", str(out / "train.json"),
-                               "--out-dir", str(seed)]) == 0
-    assert run(aggregate.main, ["--metrics", str(seed / "metrics.json"), "--out-json",
-                                str(out / "aggregate.json"), "--out-csv",
-                                str(out / "accuracy_by_seed.csv")]) == 0
+    assert run(steps.main, [
+        "evaluate_model", f"dataset={prepared / 'dataset.npz'}",
+        f"split_csv={prepared / 'split.csv'}", f"model_file={out / 'model.keras'}",
+        f"info={out / 'train.json'}", f"metrics={seed / 'metrics.json'}",
+        f"per_class={seed / 'per_class.csv'}", f"confusion={seed / 'confusion.csv'}",
+        f"figure={seed / 'confusion.png'}", f"predictions={seed / 'predictions.csv'}"]) == 0
+    assert run(steps.main, ["aggregate_seeds", f"metrics={seed / 'metrics.json'}",
+                            f"summary={out / 'aggregate.json'}",
+                            f"by_seed={out / 'accuracy_by_seed.csv'}"]) == 0
     assert run(figures.main, ["training", "--histories", str(out / "history.csv"), "--metrics",
                               str(seed / "metrics.json"), "--confusions",
                               str(seed / "confusion.csv"), "--aggregate",
@@ -421,22 +423,25 @@ def test_an_output_over_an_input_or_a_folder_is_refused(tmp_path, capsys, inputs
     assert "is also model_file" in line
 
 
-@pytest.mark.parametrize("argv", [
-    ["split_dataset", "dataset={d}", "split_csv={d}", "seed=0"],
-    ["evaluate", "--dataset", "{d}", "--split", "{s}", "--model", "{d}", "--train-info",
-     "{o}/metrics.json", "--out-dir", "{o}"],
-    ["aggregate", "--metrics", "{o}/m.json", "--out-json", "{o}/m.json", "--out-csv", "{o}/a"],
+@pytest.mark.parametrize(("argv", "labels"), [
+    (["split_dataset", "dataset={d}", "split_csv={d}", "seed=0"], "split_csv {d} is also dataset"),
+    (["evaluate_model", "dataset={d}", "split_csv={s}", "model_file={d}",
+      "info={o}/metrics.json", "metrics={o}/metrics.json", "per_class={o}/p.csv",
+      "confusion={o}/c.csv", "figure={o}/c.png", "predictions={o}/r.csv"],
+     "metrics {o}/metrics.json is also info"),
+    (["aggregate_seeds", "metrics={o}/m.json", "summary={o}/m.json", "by_seed={o}/a"],
+     "summary {o}/m.json is also metrics #1"),
 ])
-def test_no_step_writes_an_output_over_its_input(tmp_path, capsys, inputs, argv):
-    main = {"split_dataset": lambda args: steps.main(["split_dataset", *args]),
-            "evaluate": evaluate.main, "aggregate": aggregate.main}[argv[0]]
+def test_no_step_writes_an_output_over_its_input(tmp_path, capsys, inputs, argv, labels):
     (tmp_path / "o").mkdir()
     (tmp_path / "o" / "metrics.json").write_text("{}")
     (tmp_path / "o" / "m.json").write_text("{}")
-    args = [a.format(d=inputs[0], s=inputs[1], o=tmp_path / "o") for a in argv[1:]]
+    args = [a.format(d=inputs[0], s=inputs[1], o=tmp_path / "o") for a in argv]
     before = snapshot(tmp_path)
-    assert run(main, args) == 1
-    assert "writing it would replace that file" in one_error(capsys)
+    assert run(steps.main, args) == 1
+    line = one_error(capsys)
+    assert "writing it would replace that file" in line
+    assert labels.format(d=inputs[0], o=tmp_path / "o") in line  # named by parameter names
     assert snapshot(tmp_path) == before
 
 

@@ -8,7 +8,6 @@ run; so the prediction interval for a single further run is given too, with its 
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import logging
@@ -21,10 +20,10 @@ import pandas as pd
 
 from lfwcnn.atomic import write_text
 from lfwcnn.claims import data_origin
-from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.loading import read_json
 from lfwcnn.ownership import check_outputs, listed
+from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ def points(value: float) -> float:
     return round(100 * value, 2)
 
 
-def read_metrics(paths: Sequence[str]) -> list[dict]:
+def read_metrics(paths: Sequence[Path]) -> list[dict]:
     """Per-seed metrics files, checked: each readable, an accuracy in [0, 1], no seed twice."""
     records, seen = [], {}
     for path in paths:
@@ -102,7 +101,7 @@ def read_metrics(paths: Sequence[str]) -> list[dict]:
     return records
 
 
-def read_source(path: str) -> dict:
+def read_source(path: Path) -> dict:
     """The obtain step's source.json: which LFW the seeds were measured on."""
     record = read_json(path)
     if "variant" not in record:
@@ -177,11 +176,8 @@ def statement(summary: dict) -> str:
 
 
 def aggregate(records: Sequence[dict], paper_accuracy: float, confidence: float):
-    """(summary dict, per-seed table) of already-checked per-seed metrics."""
-    if not 0 < confidence < 1:
-        raise LfwcnnError(f"confidence must lie strictly between 0 and 1, got {confidence}")
-    if not 0 <= paper_accuracy <= 1:
-        raise LfwcnnError(f"paper accuracy must lie in [0, 1], got {paper_accuracy}")
+    """(summary dict, per-seed table) of already-checked per-seed metrics (``paper_accuracy``
+    and ``confidence`` as the config's schema admits them)."""
     table = per_seed_table(records, paper_accuracy)
     summary = summarize(table["accuracy"].to_numpy(), paper_accuracy, confidence)
     summary["by_seed"] = [
@@ -195,26 +191,21 @@ def aggregate(records: Sequence[dict], paper_accuracy: float, confidence: float)
     return summary, table
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--metrics", nargs="+", required=True, help="per-seed metrics.json files")
-    parser.add_argument("--paper-accuracy", type=float, default=0.8347)
-    parser.add_argument("--confidence", type=float, default=0.95)
-    parser.add_argument("--source", help="source.json of the data, recorded as 'data'")
-    parser.add_argument("--out-json", required=True, help="aggregate.json to write")
-    parser.add_argument("--out-csv", required=True, help="accuracy_by_seed.csv to write")
-    args = parser.parse_args(argv)
-    check_outputs({"--out-json": args.out_json, "--out-csv": args.out_csv},
-                  {**listed("--metrics", args.metrics), "--source": args.source})
-    summary, table = aggregate(read_metrics(args.metrics), args.paper_accuracy, args.confidence)
-    if args.source is not None:
-        summary["data"] = data_origin(read_source(args.source))
+def aggregate_seeds(
+    *, metrics: list[Path], source: Path | None = None, summary: Path, by_seed: Path,
+    evaluate: Settings,
+) -> None:
+    """Step: the across-seed ``summary`` (with the verdict on ``evaluate.paper_accuracy``) and
+    the per-seed table ``by_seed`` of the seeds' ``metrics``; ``source``: the data's
+    source.json, recorded as ``data``."""
+    check_outputs({"summary": summary, "by_seed": by_seed},
+                  {**listed("metrics", metrics), "source": source})
+    result, table = aggregate(read_metrics(metrics), evaluate.paper_accuracy,
+                              evaluate.confidence)
+    if source is not None:
+        result["data"] = data_origin(read_source(source))
     buffer = io.StringIO()
     table.to_csv(buffer, index=False)
-    write_text(args.out_csv, buffer.getvalue())
-    write_text(args.out_json, json.dumps(summary, indent=2) + "\n")
-    log.info("%s", summary["statement"])
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+    write_text(by_seed, buffer.getvalue())
+    write_text(summary, json.dumps(result, indent=2) + "\n")
+    log.info("%s", result["statement"])

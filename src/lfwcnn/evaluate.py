@@ -7,7 +7,6 @@ is within what 593 test images can resolve; ``lfwcnn.aggregate`` then looks acro
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -20,17 +19,16 @@ import pandas as pd
 
 from lfwcnn import plots
 from lfwcnn.atomic import write_text
-from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.loading import load_keras_model, read_json
 from lfwcnn.model import scale_pixels
-from lfwcnn.ownership import check_outputs, in_folder
+from lfwcnn.ownership import check_outputs
+from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
 
 EPSILON = 1e-7  # Keras' clipping in categorical cross-entropy, so the loss matches training's
-OUTPUTS = ("metrics.json", "per_class.csv", "confusion.csv", "confusion.png", "predictions.csv")
 TRAIN_INFO_KEYS = ("seed", "split_seed", "device", "gpu_name", "epochs", "seconds",
                    "seconds_per_epoch", "params", "tensorflow", "keras")
 
@@ -161,46 +159,46 @@ def read_train_info(path: str | os.PathLike | None) -> dict:
     return {key: info.get(key) for key in TRAIN_INFO_KEYS}
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", required=True, help="prepared dataset.npz")
-    parser.add_argument("--split", required=True, help="split CSV the model was trained with")
-    parser.add_argument("--model", required=True, help="trained model (.keras)")
-    parser.add_argument("--train-info", help="train.json of the run: seed, device, timings")
-    parser.add_argument("--confidence", type=float, default=0.95)
-    parser.add_argument("--out-dir", required=True, help=f"folder for {', '.join(OUTPUTS)}")
-    args = parser.parse_args(argv)
-    check_confidence(args.confidence)
-    check_outputs(in_folder("--out-dir", args.out_dir, OUTPUTS),
-                  {"--dataset": args.dataset, "--split": args.split, "--model": args.model,
-                   "--train-info": args.train_info})
-    if not Path(args.model).is_file():
-        raise LfwcnnError(f"{args.model}: no such model file")
-    train_info = read_train_info(args.train_info)
-    data = load_dataset(args.dataset)
-    _, test_idx = load_split(args.split, data)
-    probabilities = predict(args.model, data.images[test_idx])
-    metrics, class_scores, confusion = score(
-        data.labels[test_idx], probabilities, list(data.class_names), args.confidence
+def evaluate_model(
+    *,
+    dataset: Path,
+    split_csv: Path,
+    model_file: Path,
+    info: Path | None = None,
+    metrics: Path,
+    per_class: Path,
+    confusion: Path,
+    figure: Path,
+    predictions: Path,
+    evaluate: Settings,
+) -> None:
+    """Step: score ``model_file`` on the test images of ``split_csv`` and write the metrics,
+    the per-class scores, the confusion matrix (table and ``figure``) and every prediction;
+    ``info``: the seed's train.json, whose seed, device and timings the metrics carry."""
+    check_outputs({"metrics": metrics, "per_class": per_class, "confusion": confusion,
+                   "figure": figure, "predictions": predictions},
+                  {"dataset": dataset, "split_csv": split_csv, "model_file": model_file,
+                   "info": info})
+    if not model_file.is_file():
+        raise LfwcnnError(f"{model_file}: no such model file")
+    train_info = read_train_info(info)
+    data = load_dataset(dataset)
+    _, test_idx = load_split(split_csv, data)
+    probabilities = predict(model_file, data.images[test_idx])
+    record, class_scores, matrix = score(
+        data.labels[test_idx], probabilities, list(data.class_names), evaluate.confidence
     )
-    metrics = {"seed": train_info.get("seed"), "split_seed": train_info.get("split_seed"),
-               **metrics, "model": str(args.model), "split": str(args.split),
-               "train": train_info}
-    out = Path(args.out_dir)
-    write_text(out / "per_class.csv", class_scores.to_csv(index=False))
-    write_text(out / "confusion.csv", confusion.to_csv())
-    write_text(out / "predictions.csv", predictions_table(data, test_idx, probabilities)
-               .to_csv(index=False))
-    title = f"test accuracy {metrics['accuracy']:.2%} ({metrics['correct']}/{len(test_idx)})"
-    if metrics["seed"] is not None:
-        title = f"seed {metrics['seed']}: {title}"
-    plots.plot_confusion(confusion, title, out / "confusion.png")
-    write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-    interval = metrics["accuracy_interval"]
-    log.info("test accuracy %.4f (%d/%d), %.0f %% interval %.4f to %.4f", metrics["accuracy"],
-             metrics["correct"], len(test_idx), 100 * args.confidence, interval["low"],
+    record = {"seed": train_info.get("seed"), "split_seed": train_info.get("split_seed"),
+              **record, "model": str(model_file), "split": str(split_csv), "train": train_info}
+    write_text(per_class, class_scores.to_csv(index=False))
+    write_text(confusion, matrix.to_csv())
+    write_text(predictions, predictions_table(data, test_idx, probabilities).to_csv(index=False))
+    title = f"test accuracy {record['accuracy']:.2%} ({record['correct']}/{len(test_idx)})"
+    if record["seed"] is not None:
+        title = f"seed {record['seed']}: {title}"
+    plots.plot_confusion(matrix, title, figure)
+    write_text(metrics, json.dumps(record, indent=2) + "\n")
+    interval = record["accuracy_interval"]
+    log.info("test accuracy %.4f (%d/%d), %.0f %% interval %.4f to %.4f", record["accuracy"],
+             record["correct"], len(test_idx), 100 * evaluate.confidence, interval["low"],
              interval["high"])
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))

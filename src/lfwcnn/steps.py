@@ -40,6 +40,8 @@ STEPS = {
     "prepare_dataset": "lfwcnn.prepare",
     "split_dataset": "lfwcnn.split",
     "train_model": "lfwcnn.train",
+    "evaluate_model": "lfwcnn.evaluate",
+    "aggregate_seeds": "lfwcnn.aggregate",
     "verify_backprop": "lfwcnn.verify_backprop",
 }
 

@@ -154,10 +154,6 @@ def train_gpus(wildcards):
     return 0 if run_config(wildcards)["train"]["device"] == "cpu" else 1
 
 
-def evaluate_setting(key):
-    return lambda wildcards: run_config(wildcards)["evaluate"][key]
-
-
 def activation_choice(wildcards):
     """The run's activations config (image, person) as markup-free JSON (see step_json)."""
     return step_json(run_config(wildcards)["activations"])

@@ -8,8 +8,8 @@ localrules:
 rule evaluate_model:
     input:
         dataset=run_dataset_file,
-        split=run_split,
-        model="results/models/{run}/seed{seed}/model.keras",
+        split_csv=run_split,
+        model_file="results/models/{run}/seed{seed}/model.keras",
         info="results/models/{run}/seed{seed}/train.json",
     output:
         metrics="results/eval/{run}/seed{seed}/metrics.json",
@@ -38,8 +38,8 @@ rule evaluate_model:
             labels={"run": "{run}", "seed": "{seed}", "table": "predictions"},
         ),
     params:
-        confidence=evaluate_setting("confidence"),
-        out_dir="results/eval/{run}/seed{seed}",
+        # paper_accuracy only moves the verdict across seeds (aggregate_seeds)
+        evaluate=config_section("evaluate", without=["paper_accuracy"]),
     threads: 1
     resources:
         mem_mb=2048,
@@ -47,10 +47,8 @@ rule evaluate_model:
         "../envs/lfwcnn.yaml"
     log:
         "logs/eval/{run}/seed{seed}.log",
-    shell:
-        "python -m lfwcnn.evaluate --dataset {input.dataset:q} --split {input.split:q}"
-        " --model {input.model:q} --train-info {input.info:q}"
-        " --confidence {params.confidence} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+    script:
+        "../scripts/step.py"
 
 
 rule aggregate_seeds:
@@ -71,14 +69,10 @@ rule aggregate_seeds:
             labels={"run": "{run}", "table": "accuracy by seed"},
         ),
     params:
-        paper=evaluate_setting("paper_accuracy"),
-        confidence=evaluate_setting("confidence"),
+        evaluate=config_section("evaluate"),
     conda:
         "../envs/lfwcnn.yaml"
     log:
         "logs/eval/{run}/aggregate.log",
-    shell:
-        "python -m lfwcnn.aggregate --metrics {input.metrics:q} --source {input.source:q}"
-        " --paper-accuracy {params.paper}"
-        " --confidence {params.confidence} --out-json {output.summary:q}"
-        " --out-csv {output.by_seed:q} > {log:q} 2>&1"
+    script:
+        "../scripts/step.py"
