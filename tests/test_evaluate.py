@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from helpers_training import make_dataset, split_in_quarters, tiny_settings
+from workflow_runner import make_project, planned_jobs
 
 from lfwcnn import aggregate, evaluate, steps
 from lfwcnn.cli import run
@@ -191,6 +192,33 @@ def test_evaluation_outputs_agree_with_each_other_and_with_training(trained_seed
                                             "low": low, "high": high}
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert metrics["train"]["device"] == "cpu" and metrics["chance_accuracy"] == 0.25
+
+
+def test_evaluation_writes_exactly_the_paths_it_is_given(trained_seed, tmp_path):
+    """Output names are the rule's: none is rebuilt from a folder, nothing else is written."""
+    folder, _ = trained_seed
+    outputs = {"metrics": tmp_path / "a" / "m.json", "per_class": tmp_path / "b" / "classes.csv",
+               "confusion": tmp_path / "c.csv", "figure": tmp_path / "d" / "e" / "matrix.png",
+               "predictions": tmp_path / "p.csv"}
+    assert run(steps.main, evaluate_argv(folder, tmp_path / "unused", **outputs)) == 0
+    assert {p for p in tmp_path.rglob("*") if p.is_file()} == set(outputs.values())
+    assert json.loads(outputs["metrics"].read_text())["test_images"] == 24
+
+
+def test_the_rules_hand_each_step_the_evaluate_keys_that_change_its_outputs(tmp_path):
+    """paper_accuracy moves only the verdict across seeds: changing it reruns aggregate_seeds,
+    not the evaluation of every seed."""
+    overlay = {"seeds": [0, 1], "evaluate": {"paper_accuracy": 0.5, "confidence": 0.9}}
+    jobs = planned_jobs(make_project(tmp_path / "p", overlay),
+                        "results/eval/funneled/aggregate.json")
+    evaluations = [job for job in jobs if job["rule"] == "evaluate_model"]
+    assert len(evaluations) == 2
+    for job in evaluations:
+        assert json.loads(job["params"]["evaluate"]) == {"confidence": 0.9}
+    [summary] = [job for job in jobs if job["rule"] == "aggregate_seeds"]
+    assert json.loads(summary["params"]["evaluate"]) == overlay["evaluate"]
+    assert summary["input"]["metrics"] == [f"results/eval/funneled/seed{seed}/metrics.json"
+                                           for seed in (0, 1)]
 
 
 def write_dataset(folder, data):
