@@ -155,8 +155,9 @@ def test_a_step_run_by_hand_fails_in_one_line_and_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["train_everything"], "error: unknown step 'train_everything'; steps: download_lfw, "
-                           "obtain_lfw, prepare_dataset, split_dataset, train_model, "
-                           "verify_backprop"),
+                           "draw_activations, draw_training, export_activations, obtain_lfw, "
+                           "prepare_dataset, split_dataset, summarize_sweep, train_model, "
+                           "verify_backprop, write_report"),
     (["split_dataset", "seed"], "error: 'seed': give values as NAME=VALUE"),
     (["split_dataset", "=0"], "error: '=0': give values as NAME=VALUE"),
     (["split_dataset", "dataset={d}", "split_csv={o}", "seed=zero"],

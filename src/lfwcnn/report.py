@@ -4,26 +4,21 @@
 computes the verdicts; :func:`render` fills ``templates/report.html.j2`` with it
 (:mod:`lfwcnn.templating`). The result is one HTML file with every figure inlined as a
 ``data:`` URI and no script, font or style sheet from elsewhere, so it opens offline, from a
-mail attachment, on a phone or a wide screen.
-
-    python -m lfwcnn.report --summary data/prepared/funneled/summary.json ... \\
-        --out results/report/index.html
+mail attachment, on a phone or a wide screen. The step is :func:`write_report` (rule
+``write_report``; by hand ``python -m lfwcnn write_report NAME=VALUE ...``).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
-from collections.abc import Sequence
+from pathlib import Path
 
 from lfwcnn import templating
 from lfwcnn.atomic import write_text
-from lfwcnn.cli import run
-from lfwcnn.config import read_step_json
 from lfwcnn.environment import package_checkout
 from lfwcnn.ownership import check_outputs, listed
 from lfwcnn.report_context import Inputs, build_context
+from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -32,58 +27,65 @@ def render(context: dict) -> str:
     return templating.render("report.html.j2", **context)
 
 
-def write_report(inputs: Inputs, out: str | os.PathLike) -> dict:
-    context = build_context(inputs)
-    write_text(out, render(context))
-    return context
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--title", help="default: the config's report.title")
-    parser.add_argument("--config-json", help="the workflow's config as JSON (shown as YAML)")
-    parser.add_argument("--repo", default=package_checkout(),
-                        help="source checkout, for the git commit (default: this package's)")
-    parser.add_argument("--summary", required=True, help="data summary.json")
-    parser.add_argument("--source", help="source.json of the obtain step")
-    parser.add_argument("--manifest", help="manifest.csv (its sha256 is shown)")
-    parser.add_argument("--dataset", help="dataset.npz (its sha256 is shown)")
-    parser.add_argument("--splits", nargs="*", default=[], help="split CSVs, first seed first")
-    parser.add_argument("--histories", nargs="*", default=[], help="history.csv per seed")
-    parser.add_argument("--train-infos", nargs="*", default=[], help="train.json per seed")
-    parser.add_argument("--metrics", nargs="*", default=[], help="metrics.json per seed")
-    parser.add_argument("--aggregate", help="aggregate.json")
-    parser.add_argument("--accuracy-by-seed", help="accuracy_by_seed.csv")
-    parser.add_argument("--figures-dir", help="output folder of `lfwcnn.figures training`")
-    parser.add_argument("--activations-dir", help="output folder of lfwcnn.activations")
-    parser.add_argument("--backprop-json", help="check.json of lfwcnn.verify_backprop")
-    parser.add_argument("--backprop-html", help="fig4.html of lfwcnn.verify_backprop")
-    parser.add_argument("--benchmarks", help="folder of Snakemake benchmark files")
-    parser.add_argument("--sweep-summary", help="summary.json of lfwcnn.sweep_summary")
-    parser.add_argument("--sweep-figure", help="accuracy.png of lfwcnn.sweep_summary")
-    parser.add_argument("--out", required=True, help="HTML file to write")
-    args = parser.parse_args(argv)
-    config = read_step_json(args.config_json, "--config-json") if args.config_json else {}
-    title = args.title or config.get("report", {}).get("title") or Inputs.title
-    check_outputs({"--out": args.out}, {
-        "--summary": args.summary, "--source": args.source, "--manifest": args.manifest,
-        "--dataset": args.dataset, **listed("--splits", args.splits),
-        **listed("--histories", args.histories), **listed("--train-infos", args.train_infos),
-        **listed("--metrics", args.metrics), "--aggregate": args.aggregate,
-        "--accuracy-by-seed": args.accuracy_by_seed, "--backprop-json": args.backprop_json,
-        "--backprop-html": args.backprop_html, "--sweep-summary": args.sweep_summary,
-        "--sweep-figure": args.sweep_figure})
+def write_report(
+    *,
+    summary: Path,
+    source: Path,
+    manifest: Path,
+    dataset: Path,
+    splits: list[Path],
+    histories: list[Path],
+    train_infos: list[Path],
+    metrics: list[Path],
+    aggregate: Path,
+    accuracy_by_seed: Path,
+    curves_figure: Path,
+    accuracy_figure: Path,
+    confusion_figure: Path,
+    confusion_table: Path,
+    per_class: Path,
+    activation_summary: Path,
+    activation_record: Path,
+    activation_manifest: Path,
+    activation_input: Path,
+    activation_sparsity: Path,
+    activation_grids: list[Path],
+    timings: list[Path],
+    html: Path,
+    run_config: dict,
+    report: Settings,
+    benchmarks: Path,
+    backprop_json: Path | None = None,
+    backprop_html: Path | None = None,
+    sweep_summary: Path | None = None,
+    sweep_figure: Path | None = None,
+) -> None:
+    """Step: the report ``html`` of the run whose whole config is ``run_config`` (shown as
+    YAML), titled ``report.title``. ``timings`` are the benchmark files of the activations
+    (the report reads every benchmark file below ``benchmarks``); the backprop check and the
+    sweep comparison are optional (the report then says "not run" or leaves them out)."""
+    files = {
+        "summary": summary, "source": source, "manifest": manifest, "dataset": dataset,
+        "splits": splits, "histories": histories, "train_infos": train_infos,
+        "metrics": metrics, "aggregate": aggregate, "accuracy_by_seed": accuracy_by_seed,
+        "curves_figure": curves_figure, "accuracy_figure": accuracy_figure,
+        "confusion_figure": confusion_figure, "confusion_table": confusion_table,
+        "per_class": per_class, "activation_summary": activation_summary,
+        "activation_record": activation_record, "activation_manifest": activation_manifest,
+        "activation_input": activation_input, "activation_sparsity": activation_sparsity,
+        "activation_grids": activation_grids, "backprop_json": backprop_json,
+        "backprop_html": backprop_html, "sweep_summary": sweep_summary,
+        "sweep_figure": sweep_figure,
+    }
+    check_outputs({"html": html}, {
+        **{label: path for label, path in files.items() if not isinstance(path, list)},
+        **{key: path for label, paths in {**files, "timings": timings}.items()
+           if isinstance(paths, list) for key, path in listed(label, paths).items()}})
     inputs = Inputs(
-        summary=args.summary, source=args.source, manifest=args.manifest, dataset=args.dataset,
-        splits=args.splits, histories=args.histories, train_infos=args.train_infos,
-        metrics=args.metrics, aggregate=args.aggregate, accuracy_by_seed=args.accuracy_by_seed,
-        figures_dir=args.figures_dir, activations_dir=args.activations_dir,
-        backprop_json=args.backprop_json, backprop_html=args.backprop_html,
-        benchmarks=args.benchmarks, sweep_summary=args.sweep_summary,
-        sweep_figure=args.sweep_figure, config=config, repo=args.repo, title=title)
-    context = write_report(inputs, args.out)
-    log.info("%s Report: %s", context["headline"], args.out)
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+        **{label: ([str(p) for p in path] if isinstance(path, list)
+                   else None if path is None else str(path)) for label, path in files.items()},
+        benchmarks=str(benchmarks), config=run_config, repo=package_checkout(),
+        title=report.title)
+    context = build_context(inputs)
+    write_text(html, render(context))
+    log.info("%s Report: %s", context["headline"], html)

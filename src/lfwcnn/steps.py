@@ -40,6 +40,11 @@ STEPS = {
     "prepare_dataset": "lfwcnn.prepare",
     "split_dataset": "lfwcnn.split",
     "train_model": "lfwcnn.train",
+    "export_activations": "lfwcnn.activations",
+    "draw_activations": "lfwcnn.figures",
+    "draw_training": "lfwcnn.figures",
+    "summarize_sweep": "lfwcnn.sweep_summary",
+    "write_report": "lfwcnn.report",
     "verify_backprop": "lfwcnn.verify_backprop",
 }
 

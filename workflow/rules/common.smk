@@ -6,7 +6,6 @@
 # params carry numbers, enum values and paths built from names; a free-form string (title,
 # person, path) goes through step_json, since Snakemake's --report embeds params unescaped.
 import re
-import shlex
 from pathlib import Path
 
 from lfwcnn.config import check_config, step_json
@@ -156,11 +155,6 @@ def train_gpus(wildcards):
 
 def evaluate_setting(key):
     return lambda wildcards: run_config(wildcards)["evaluate"][key]
-
-
-def activation_choice(wildcards):
-    """The run's activations config (image, person) as markup-free JSON (see step_json)."""
-    return step_json(run_config(wildcards)["activations"])
 
 
 def run_seed_files(run, pattern):
