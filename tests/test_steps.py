@@ -277,14 +277,18 @@ from pathlib import Path
 from snakemake.api import SnakemakeApi
 from snakemake.settings.types import OutputSettings, ResourceSettings
 
+def unnamed(items):
+    # entries no name covers (a named list, e.g. one file per layer, covers all of its own)
+    covered = sum(1 if end is None else end - start for _, (start, end) in items._get_names())
+    return len(items) - covered
+
 with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
     workflow = api.workflow(ResourceSettings(cores=1), snakefile=Path(sys.argv[1]),
                             workdir=Path(sys.argv[2]))._workflow
     print(json.dumps([{
         "name": rule.name, "script": rule.script, "input": list(rule.input.keys()),
         "output": list(rule.output.keys()), "params": list(rule.params.keys()),
-        "unnamed": len(rule.input) + len(rule.output) + len(rule.params)
-                   - len(rule.input.keys()) - len(rule.output.keys()) - len(rule.params.keys()),
+        "unnamed": unnamed(rule.input) + unnamed(rule.output) + unnamed(rule.params),
         "wildcards": sorted(rule.wildcard_names), "resources": sorted(rule.resources),
     } for rule in workflow.rules]))
 """
