@@ -23,6 +23,10 @@ from lfwcnn.settings import Settings
 log = logging.getLogger(__name__)
 
 
+# the inputs of which several may be given
+LISTS = ("splits", "histories", "train_infos", "metrics", "activation_grids")
+
+
 def render(context: dict) -> str:
     return templating.render("report.html.j2", **context)
 
@@ -30,41 +34,42 @@ def render(context: dict) -> str:
 def write_report(
     *,
     summary: Path,
-    source: Path,
-    manifest: Path,
-    dataset: Path,
-    splits: list[Path],
-    histories: list[Path],
-    train_infos: list[Path],
-    metrics: list[Path],
-    aggregate: Path,
-    accuracy_by_seed: Path,
-    curves_figure: Path,
-    accuracy_figure: Path,
-    confusion_figure: Path,
-    confusion_table: Path,
-    per_class: Path,
-    activation_summary: Path,
-    activation_record: Path,
-    activation_manifest: Path,
-    activation_input: Path,
-    activation_sparsity: Path,
-    activation_grids: list[Path],
-    timings: list[Path],
     html: Path,
-    run_config: dict,
     report: Settings,
-    benchmarks: Path,
+    run_config: dict | None = None,
+    source: Path | None = None,
+    manifest: Path | None = None,
+    dataset: Path | None = None,
+    splits: list[Path] | None = None,
+    histories: list[Path] | None = None,
+    train_infos: list[Path] | None = None,
+    metrics: list[Path] | None = None,
+    aggregate: Path | None = None,
+    accuracy_by_seed: Path | None = None,
+    curves_figure: Path | None = None,
+    accuracy_figure: Path | None = None,
+    confusion_figure: Path | None = None,
+    confusion_table: Path | None = None,
+    per_class: Path | None = None,
+    activation_summary: Path | None = None,
+    activation_record: Path | None = None,
+    activation_manifest: Path | None = None,
+    activation_input: Path | None = None,
+    activation_sparsity: Path | None = None,
+    activation_grids: list[Path] | None = None,
+    timings: list[Path] | None = None,
+    benchmarks: Path | None = None,
     backprop_json: Path | None = None,
     backprop_html: Path | None = None,
     sweep_summary: Path | None = None,
     sweep_figure: Path | None = None,
 ) -> None:
-    """Step: the report ``html`` of the run whose whole config is ``run_config`` (shown as
-    YAML), titled ``report.title``. ``timings`` are the benchmark files of the activations
-    (the report reads every benchmark file below ``benchmarks``); the backprop check and the
-    sweep comparison are optional (the report then says "not run" or leaves them out)."""
-    files = {
+    """Step: the report ``html`` from ``summary`` and what else is given, of the run whose
+    whole config is ``run_config`` (shown as YAML), titled ``report.title``. A stage left out
+    is shown as not run (the workflow gives every one it has; the activations need all of
+    theirs). ``timings`` are the activations' benchmark files: the report reads every
+    benchmark file below ``benchmarks``."""
+    files: dict[str, Path | list[Path] | None] = {
         "summary": summary, "source": source, "manifest": manifest, "dataset": dataset,
         "splits": splits, "histories": histories, "train_infos": train_infos,
         "metrics": metrics, "aggregate": aggregate, "accuracy_by_seed": accuracy_by_seed,
@@ -81,11 +86,11 @@ def write_report(
         **{label: path for label, path in files.items() if not isinstance(path, list)},
         **{key: path for label, paths in {**files, "timings": timings}.items()
            if isinstance(paths, list) for key, path in listed(label, paths).items()}})
-    inputs = Inputs(
-        **{label: ([str(p) for p in path] if isinstance(path, list)
-                   else None if path is None else str(path)) for label, path in files.items()},
-        benchmarks=str(benchmarks), config=run_config, repo=package_checkout(),
-        title=report.title)
+    given = {label: [str(p) for p in path] if isinstance(path, list)
+             else () if label in LISTS else None if path is None else str(path)
+             for label, path in files.items()}
+    inputs = Inputs(**given, benchmarks=None if benchmarks is None else str(benchmarks),
+                    config=run_config or {}, repo=package_checkout(), title=report.title)
     context = build_context(inputs)
     write_text(html, render(context))
     log.info("%s Report: %s", context["headline"], html)
