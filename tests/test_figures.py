@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lfwcnn import figures, plots
+from lfwcnn import figures, plots, steps
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.evaluate import per_class
@@ -131,7 +131,7 @@ def test_curves_and_accuracy_plots_are_written(tmp_path):
         read_history(tmp_path / "bad.csv")
 
 
-def test_training_command_draws_all_and_pools_the_seeds(tmp_path):
+def test_training_step_draws_all_and_pools_the_seeds(tmp_path):
     paths = {"histories": [], "metrics": [], "confusions": []}
     for seed in (0, 1):
         h = tmp_path / f"h{seed}.csv"
@@ -148,9 +148,10 @@ def test_training_command_draws_all_and_pools_the_seeds(tmp_path):
                                      "verdict": "above", "interval": {"low": 0.5, "high": 0.6},
                                      "prediction_interval": None}))
     out = tmp_path / "out"
-    figures.main(["training", "--histories", *paths["histories"], "--metrics",
-                  *paths["metrics"], "--confusions", *paths["confusions"], "--aggregate",
-                  str(aggregate), "--out-dir", str(out)])
+    steps.run_step("draw_training", {
+        **paths, "aggregate": aggregate, "curves": out / "curves.png",
+        "accuracy": out / "accuracy.png", "confusion": out / "confusion.png",
+        "confusion_table": out / "confusion.csv", "per_class": out / "per_class.csv"})
     assert sorted(p.name for p in out.iterdir()) == [
         "accuracy.png", "confusion.csv", "confusion.png", "curves.png", "per_class.csv"]
     pooled = pd.read_csv(out / "confusion.csv", index_col=0)
@@ -186,7 +187,11 @@ def test_only_plots_imports_matplotlib():
 def test_a_record_that_is_not_a_json_object_is_one_line(tmp_path, capsys, text):
     (tmp_path / "image.json").write_text(text)
     out = tmp_path / "figures"
-    assert run(figures.main, ["activations", "--dir", str(tmp_path), "--out-dir", str(out)]) == 1
+    assert run(steps.main, [
+        "draw_activations", f"record={tmp_path / 'image.json'}", f"face={tmp_path / 'image.npz'}",
+        f"maps={tmp_path / 'conv1.npz'}", f"per_image={tmp_path / 'sparsity.npz'}",
+        f"input_figure={out / 'input.png'}", f"grids={out / 'conv1.png'}",
+        f"sparsity={out / 'sparsity.png'}", f"manifest={out / 'grids.json'}"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'image.json'}: ")
     assert not out.exists()
