@@ -21,7 +21,7 @@ import yaml
 from lfw_fixtures import make_lfw_tree
 from workflow_runner import ROOT, make_project, snakemake
 
-from lfwcnn import report
+from lfwcnn import steps
 from lfwcnn.claims import (
     data_origin,
     explain_1777,
@@ -49,6 +49,7 @@ PIPELINE_OVERLAY = {
     "activations": {"person": "Bob_Roe"},
 }
 REPORT = "results/report/index.html"
+LAYERS = ("conv1", "pool1", "conv2", "pool2", "conv3", "pool3")
 
 
 def pipeline_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -309,7 +310,7 @@ def test_pipeline_through_snakemake_writes_a_self_contained_report(tmp_path_fact
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
     assert "This run departs from the paper's protocol" in text and "train.epochs" in text
     assert "Approximate data" not in text
-    for name in ("conv1", "pool1", "conv2", "pool2", "conv3", "pool3"):
+    for name in LAYERS:
         assert (act / f"{name}.npz").is_file() and (act / "figures" / f"{name}.png").is_file()
     assert "snakemake benchmark" in text  # run times of the jobs with a benchmark: file
 
@@ -319,18 +320,26 @@ def test_report_without_the_backprop_stage_says_not_run(tmp_path_factory, tmp_pa
     project = path.parents[2]
     out = tmp_path / "index.html"
     seeds = [0, 1]
+    figures = project / "results/figures/funneled"
+    act = project / "results/activations/funneled/seed0"
     argv = [
-        "--summary", str(project / "data/prepared/funneled/summary.json"),
-        "--source", str(project / "data/raw/funneled/source.json"),
-        "--splits", *(str(project / f"data/split/funneled/seed{s}.csv") for s in seeds),
-        "--histories", *(str(project / f"results/models/funneled/seed{s}/history.csv")
-                         for s in seeds),
-        "--aggregate", str(project / "results/eval/funneled/aggregate.json"),
-        "--figures-dir", str(project / "results/figures/funneled"),
-        "--activations-dir", str(project / "results/activations/funneled/seed0"),
-        "--out", str(out),
+        "write_report", f"summary={project / 'data/prepared/funneled/summary.json'}",
+        f"source={project / 'data/raw/funneled/source.json'}",
+        *(f"splits={project / f'data/split/funneled/seed{s}.csv'}" for s in seeds),
+        *(f"histories={project / f'results/models/funneled/seed{s}/history.csv'}"
+          for s in seeds),
+        f"aggregate={project / 'results/eval/funneled/aggregate.json'}",
+        f"curves_figure={figures / 'curves.png'}", f"accuracy_figure={figures / 'accuracy.png'}",
+        f"confusion_figure={figures / 'confusion.png'}",
+        f"confusion_table={figures / 'confusion.csv'}", f"per_class={figures / 'per_class.csv'}",
+        f"activation_summary={act / 'sparsity.json'}", f"activation_record={act / 'image.json'}",
+        f"activation_manifest={act / 'figures/grids.json'}",
+        f"activation_input={act / 'figures/input.png'}",
+        f"activation_sparsity={act / 'figures/sparsity.png'}",
+        *(f"activation_grids={act / 'figures' / f'{layer}.png'}" for layer in LAYERS),
+        f"html={out}",
     ]
-    assert run(report.main, argv) == 0
+    assert run(steps.main, argv) == 0
     page = parse(out)
     assert dict(page.rows)["C3"] == "not run"
     assert 'id="backprop-not-run"' in out.read_text(encoding="utf-8")
