@@ -206,15 +206,18 @@ def test_c6_needs_every_grid_with_one_tile_per_map(tmp_path):
     names = ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3"]
     grids = {"image": "A/A_0001.jpg", "layers": [
         {"layer": n, "file": f"{n}.png", "shape": [4, 4, 8], "tiles": 8} for n in names]}
-    for n in names:
-        (tmp_path / f"{n}.png").write_bytes(b"png")
-    assert verdict_c6(grids, tmp_path).status == "holds"
-    assert verdict_c6({**grids, "layers": grids["layers"][:4]}, tmp_path).status == "partly"
+    files = [tmp_path / f"{n}.png" for n in names]
+    for path in files:
+        path.write_bytes(b"png")
+    assert verdict_c6(grids, files).status == "holds"
+    assert verdict_c6({**grids, "layers": grids["layers"][:4]}, files).status == "partly"
     (tmp_path / "conv3.png").unlink()
-    assert verdict_c6(grids, tmp_path).status == "fails"
+    assert verdict_c6(grids, files).status == "fails"
+    assert verdict_c6(grids, files[:5]).status == "fails"  # a grid not given is not drawn
+    (tmp_path / "conv3.png").write_bytes(b"png")
     grids["layers"][0]["tiles"] = 7
-    assert verdict_c6(grids, tmp_path).status == "fails"
-    assert verdict_c6(None, None).status == "not run"
+    assert verdict_c6(grids, files).status == "fails"
+    assert verdict_c6(None, []).status == "not run"
 
 
 # ----------------------------------------------------------------------------- provenance

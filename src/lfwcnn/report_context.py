@@ -238,8 +238,7 @@ def activations_context(inputs: Inputs) -> dict | None:
         grid["uri"] = data_uri(given.get(grid["file"]))
     return {"image": record, "sparsity": sparsity, "grids": grids,
             "input_uri": data_uri(inputs.activation_input),
-            "sparsity_uri": data_uri(inputs.activation_sparsity),
-            "figures_dir": Path(inputs.activation_manifest).parent}
+            "sparsity_uri": data_uri(inputs.activation_sparsity)}
 
 
 def environment_context(inputs: Inputs, training: dict, activations: dict | None,
@@ -313,7 +312,7 @@ def build_context(inputs: Inputs) -> dict:
         claims.verdict_c4(activations["sparsity"] if activations else None),
         claims.verdict_c5(histories),
         claims.verdict_c6(activations["grids"] if activations else None,
-                          activations["figures_dir"] if activations else None),
+                          inputs.activation_grids),
     ]
     return {
         "title": inputs.title,
