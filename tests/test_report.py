@@ -370,3 +370,14 @@ def test_c2_is_undetermined_when_the_interval_covers_every_accuracy():
     assert "Measured on the deepfunneled images" in verdict_c2(aggregate("inside"),
                                                                 variant="deepfunneled").detail
     assert "Measured on" not in verdict_c2(aggregate("inside"), variant="funneled").detail
+
+
+def test_the_reports_run_config_is_no_value_typed_by_hand(tmp_path, capsys):
+    summary = tmp_path / "summary.json"
+    summary.write_text("{}")
+    assert run(steps.main, ["write_report", f"summary={summary}", "run_config=x",
+                            f"html={tmp_path / 'index.html'}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: run_config is the whole config of a run (a mapping, as the rule "
+                   "gives it), not a value"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]

@@ -11,11 +11,13 @@ mail attachment, on a phone or a wide screen. The step is :func:`write_report` (
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from lfwcnn import templating
 from lfwcnn.atomic import write_text
 from lfwcnn.environment import package_checkout
+from lfwcnn.errors import LfwcnnError
 from lfwcnn.ownership import check_outputs, listed
 from lfwcnn.report_context import Inputs, build_context
 from lfwcnn.settings import Settings
@@ -69,6 +71,9 @@ def write_report(
     is shown as not run (the workflow gives every one it has; the activations need all of
     theirs). ``timings`` are the activations' benchmark files: the report reads every
     benchmark file below ``benchmarks``."""
+    if run_config is not None and not isinstance(run_config, Mapping):
+        raise LfwcnnError("run_config is the whole config of a run (a mapping, as the rule "
+                          "gives it), not a value")
     files: dict[str, Path | list[Path] | None] = {
         "summary": summary, "source": source, "manifest": manifest, "dataset": dataset,
         "splits": splits, "histories": histories, "train_infos": train_infos,
