@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from helpers_training import make_dataset, model_settings, split_in_quarters
 
-from lfwcnn import activations
+from lfwcnn import activations, steps
 from lfwcnn.activations import (
     SPARSITY_COLUMNS,
     choose_image,
@@ -130,10 +130,33 @@ def test_measure_sparsity_accumulates_over_batches_and_finds_never_active_maps()
 # ----------------------------------------------------------------------------- export
 
 
+def files(out: Path, layers: list[str] = LAYERS) -> activations.ActivationFiles:
+    """The export's files in ``out``, named as the workflow names them."""
+    return activations.ActivationFiles(
+        {name: out / f"{name}.npz" for name in layers}, out / "image.npz", out / "image.json",
+        out / "sparsity.npz", out / "sparsity.csv", out / "sparsity.json")
+
+
+def export_step(small: dict, out: Path, *values: str, layers: list[str] = LAYERS,
+                **choice: str) -> int:
+    """The export_activations step by hand (``python -m lfwcnn``), the activations section's
+    ``choice`` keys in a config file; its exit status."""
+    folder = small["folder"]
+    overlay = out.parent / f"{out.name}-overlay.json"
+    overlay.write_text(json.dumps({"activations": choice}))
+    paths = files(out, layers)
+    return run(steps.main, [
+        "export_activations", f"model={folder / 'model.keras'}",
+        f"dataset={folder / 'dataset.npz'}", f"split={folder / 'split.csv'}",
+        *(f"layers={path}" for path in paths.layers.values()), f"image={paths.image}",
+        f"record={paths.record}", f"per_image={paths.per_image}", f"table={paths.table}",
+        f"summary={paths.summary}", *values, "--configfile", str(overlay)])
+
+
 def test_export_writes_every_layer_with_the_models_shapes(small, tmp_path):
     out = tmp_path / "act"
     summary = activations.export(small["folder"] / "model.keras", small["data"], small["test"],
-                                 out)
+                                 files(out))
     model = small["model"]
     assert [row["layer"] for row in summary["layers"]] == LAYERS
     for name in LAYERS:
@@ -165,25 +188,29 @@ def test_export_writes_every_layer_with_the_models_shapes(small, tmp_path):
         np.testing.assert_array_equal(npz["image"], small["data"].images[small["test"][0]])
 
 
-def test_cli_refuses_a_training_image_and_a_missing_layer(small, tmp_path, capsys):
-    folder = small["folder"]
-    base = ["--model", str(folder / "model.keras"), "--dataset", str(folder / "dataset.npz"),
-            "--split", str(folder / "split.csv"), "--out-dir", str(tmp_path / "out")]
+def test_step_refuses_a_training_image_and_a_missing_layer(small, tmp_path, capsys):
     train_image = str(small["data"].files[small["train"][0]])
-    assert run(activations.main, [*base, "--image", train_image]) == 1
+    assert export_step(small, tmp_path / "out", "seed=0", image=train_image) == 1
     assert "is in the training subset" in capsys.readouterr().err
-    assert run(activations.main, [*base, "--layers", "conv1", "conv9"]) == 1
+    assert export_step(small, tmp_path / "out", "seed=0", layers=["conv1", "conv9"]) == 1
     assert "has no conv/pooling layer conv9" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_exports_the_named_persons_image(small, tmp_path):
-    folder, data, test = small["folder"], small["data"], small["test"]
+def test_step_refuses_two_files_for_one_layer(small, tmp_path, capsys):
+    folder = tmp_path / "out"
+    assert export_step(small, folder, "seed=0", f"layers={tmp_path / 'again' / 'conv1.npz'}",
+                       layers=["conv1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: layers: two files for one layer")
+    assert not folder.exists()
+
+
+def test_step_exports_the_named_persons_image(small, tmp_path):
+    data, test = small["data"], small["test"]
     person = str(data.class_names[data.labels[test[-1]]])
-    assert run(activations.main, [
-        "--model", str(folder / "model.keras"), "--dataset", str(folder / "dataset.npz"),
-        "--split", str(folder / "split.csv"), "--out-dir", str(tmp_path / "out"),
-        "--person", person, "--layers", "conv1", "pool1", "--seed", "7"]) == 0
+    assert export_step(small, tmp_path / "out", "seed=7", person=person,
+                       layers=["conv1", "pool1"]) == 0
     record = json.loads((tmp_path / "out" / "image.json").read_text())
     assert record["person"] == person and record["seed"] == 7
     assert sorted(p.name for p in Path(tmp_path / "out").glob("*.npz")) == [

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lfwcnn import figures, plots
+from lfwcnn import figures, plots, steps
 from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.evaluate import per_class
@@ -131,7 +131,7 @@ def test_curves_and_accuracy_plots_are_written(tmp_path):
         read_history(tmp_path / "bad.csv")
 
 
-def test_training_command_draws_all_and_pools_the_seeds(tmp_path):
+def test_training_step_draws_all_and_pools_the_seeds(tmp_path):
     paths = {"histories": [], "metrics": [], "confusions": []}
     for seed in (0, 1):
         h = tmp_path / f"h{seed}.csv"
@@ -148,9 +148,10 @@ def test_training_command_draws_all_and_pools_the_seeds(tmp_path):
                                      "verdict": "above", "interval": {"low": 0.5, "high": 0.6},
                                      "prediction_interval": None}))
     out = tmp_path / "out"
-    figures.main(["training", "--histories", *paths["histories"], "--metrics",
-                  *paths["metrics"], "--confusions", *paths["confusions"], "--aggregate",
-                  str(aggregate), "--out-dir", str(out)])
+    steps.run_step("draw_training", {
+        **paths, "aggregate": aggregate, "curves": out / "curves.png",
+        "accuracy": out / "accuracy.png", "confusion": out / "confusion.png",
+        "confusion_table": out / "confusion.csv", "per_class": out / "per_class.csv"})
     assert sorted(p.name for p in out.iterdir()) == [
         "accuracy.png", "confusion.csv", "confusion.png", "curves.png", "per_class.csv"]
     pooled = pd.read_csv(out / "confusion.csv", index_col=0)
@@ -186,7 +187,74 @@ def test_only_plots_imports_matplotlib():
 def test_a_record_that_is_not_a_json_object_is_one_line(tmp_path, capsys, text):
     (tmp_path / "image.json").write_text(text)
     out = tmp_path / "figures"
-    assert run(figures.main, ["activations", "--dir", str(tmp_path), "--out-dir", str(out)]) == 1
+    assert run(steps.main, [
+        "draw_activations", f"record={tmp_path / 'image.json'}", f"face={tmp_path / 'image.npz'}",
+        f"maps={tmp_path / 'conv1.npz'}", f"per_image={tmp_path / 'sparsity.npz'}",
+        f"input_figure={out / 'input.png'}", f"grids={out / 'conv1.png'}",
+        f"sparsity={out / 'sparsity.png'}", f"manifest={out / 'grids.json'}"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {tmp_path / 'image.json'}: ")
     assert not out.exists()
+
+
+def training_files(tmp_path: Path) -> dict:
+    """One seed's history, metrics, confusion and the aggregate: draw_training's inputs."""
+    history(3, 0).to_csv(tmp_path / "h0.csv", index=False)
+    (tmp_path / "m0.json").write_text(json.dumps({"seed": 0, "accuracy": 0.5}))
+    confusion_csv(tmp_path / "c0.csv", [[2, 0, 0], [1, 1, 0], [0, 0, 1]])
+    (tmp_path / "aggregate.json").write_text(json.dumps({
+        "mean": 0.5, "confidence": 0.95, "paper_accuracy": 0.8347, "verdict": "below",
+        "interval": {"low": 0.4, "high": 0.6}, "prediction_interval": None}))
+    return {"histories": [tmp_path / "h0.csv"], "metrics": [tmp_path / "m0.json"],
+            "confusions": [tmp_path / "c0.csv"], "aggregate": tmp_path / "aggregate.json"}
+
+
+def test_draw_training_refuses_an_output_over_an_input_by_its_name(tmp_path, capsys):
+    inputs = training_files(tmp_path)
+    before = {path: path.read_bytes() for path in tmp_path.iterdir()}
+    out = tmp_path / "out"
+    argv = ["draw_training", *(f"{name}={path}" for name, paths in inputs.items()
+                               for path in (paths if isinstance(paths, list) else [paths])),
+            f"curves={out / 'curves.png'}", f"accuracy={out / 'accuracy.png'}",
+            f"confusion={out / 'confusion.png'}", f"confusion_table={out / 'confusion.csv'}",
+            f"per_class={tmp_path / 'c0.csv'}"]
+    assert run(steps.main, argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith(f"error: per_class {tmp_path / 'c0.csv'} is also confusions #1")
+    assert {path: path.read_bytes() for path in tmp_path.iterdir()} == before
+
+
+def test_draw_activations_draws_the_layers_the_record_lists(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    layers = ["conv1", "pool1"]
+    (tmp_path / "image.json").write_text(json.dumps({
+        "file": "A/A_0001.jpg", "predicted": "A", "predicted_probability": 0.9,
+        "correct": True, "test_position": 0,
+        "layers": [{"layer": name} for name in layers]}))
+    np.savez(tmp_path / "image.npz", image=rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
+    for k, name in enumerate(layers):
+        np.savez(tmp_path / f"{name}.npz", activations=rng.uniform(0, 1, (6 - 2 * k, 6 - 2 * k, 3)))
+    np.savez(tmp_path / "sparsity.npz", layers=np.array(layers),
+             zero_share=rng.uniform(0, 1, (2, 2)), blank_share=rng.uniform(0, 1, (2, 2)))
+    out = tmp_path / "figures"
+
+    def draw(grid_layers: list[str]) -> int:
+        return run(steps.main, [
+            "draw_activations", f"record={tmp_path / 'image.json'}",
+            f"face={tmp_path / 'image.npz'}", *(f"maps={tmp_path / f'{n}.npz'}" for n in layers),
+            f"per_image={tmp_path / 'sparsity.npz'}", f"input_figure={out / 'input.png'}",
+            *(f"grids={out / f'{n}.png'}" for n in grid_layers),
+            f"sparsity={out / 'sparsity.png'}", f"manifest={out / 'grids.json'}"])
+
+    assert draw(["conv1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: grids: files for conv1, but {tmp_path / 'image.json'} lists "
+                   "conv1, pool1"]
+    assert not out.exists()
+    assert draw(layers) == 0
+    manifest = json.loads((out / "grids.json").read_text())
+    assert [grid["file"] for grid in manifest["layers"]] == ["conv1.png", "pool1.png"]
+    assert manifest["input"] == "input.png" and manifest["sparsity"] == "sparsity.png"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "conv1.png", "grids.json", "input.png", "pool1.png", "sparsity.png"]

@@ -37,7 +37,7 @@ from markupsafe import escape
 from PIL import Image
 from workflow_runner import make_project, snakemake
 
-from lfwcnn import figures, report, run_record, steps
+from lfwcnn import run_record, steps
 from lfwcnn.cli import run
 from lfwcnn.dataset import Dataset, load_dataset, load_split, save_dataset, save_split
 from lfwcnn.ownership import (
@@ -149,11 +149,13 @@ def evaluated(prepared, tmp_path_factory) -> Path:
     assert run(steps.main, ["aggregate_seeds", f"metrics={seed / 'metrics.json'}",
                             f"summary={out / 'aggregate.json'}",
                             f"by_seed={out / 'accuracy_by_seed.csv'}"]) == 0
-    assert run(figures.main, ["training", "--histories", str(out / "history.csv"), "--metrics",
-                              str(seed / "metrics.json"), "--confusions",
-                              str(seed / "confusion.csv"), "--aggregate",
-                              str(out / "aggregate.json"), "--out-dir",
-                              str(out / "figures")]) == 0
+    figs = out / "figures"
+    assert run(steps.main, [
+        "draw_training", f"histories={out / 'history.csv'}", f"metrics={seed / 'metrics.json'}",
+        f"confusions={seed / 'confusion.csv'}", f"aggregate={out / 'aggregate.json'}",
+        f"curves={figs / 'curves.png'}", f"accuracy={figs / 'accuracy.png'}",
+        f"confusion={figs / 'confusion.png'}", f"confusion_table={figs / 'confusion.csv'}",
+        f"per_class={figs / 'per_class.csv'}"]) == 0
     return out
 
 
@@ -177,16 +179,25 @@ def test_evaluation_tables_round_trip_every_name(evaluated, prepared):
         assert Image.open(seed / name).size[0] > 100  # drawn despite "$...$" in a name
 
 
+# draw_training's outputs as write_report takes them
+FIGURE_FILES = {"curves_figure": "curves.png", "accuracy_figure": "accuracy.png",
+                "confusion_figure": "confusion.png", "confusion_table": "confusion.csv",
+                "per_class": "per_class.csv"}
+
+
 def test_the_html_report_shows_every_name_escaped(evaluated, prepared, tmp_path):
     out = tmp_path / "index.html"
-    assert run(report.main, [
-        "--summary", str(prepared / "summary.json"), "--manifest", str(prepared / "manifest.csv"),
-        "--dataset", str(prepared / "dataset.npz"), "--splits", str(prepared / "split.csv"),
-        "--histories", str(evaluated / "history.csv"), "--train-infos",
-        str(evaluated / "train.json"), "--metrics", str(evaluated / "seed0" / "metrics.json"),
-        "--aggregate", str(evaluated / "aggregate.json"), "--accuracy-by-seed",
-        str(evaluated / "accuracy_by_seed.csv"), "--figures-dir", str(evaluated / "figures"),
-        "--out", str(out)]) == 0
+    figs = evaluated / "figures"
+    assert run(steps.main, [
+        "write_report", f"summary={prepared / 'summary.json'}",
+        f"manifest={prepared / 'manifest.csv'}", f"dataset={prepared / 'dataset.npz'}",
+        f"splits={prepared / 'split.csv'}", f"histories={evaluated / 'history.csv'}",
+        f"train_infos={evaluated / 'train.json'}",
+        f"metrics={evaluated / 'seed0' / 'metrics.json'}",
+        f"aggregate={evaluated / 'aggregate.json'}",
+        f"accuracy_by_seed={evaluated / 'accuracy_by_seed.csv'}",
+        *(f"{name}={figs / file}" for name, file in FIGURE_FILES.items()),
+        f"html={out}"]) == 0
     text = out.read_text(encoding="utf-8")
     for name in NAMES:
         assert str(escape(name)) in text, name

@@ -21,7 +21,7 @@ import yaml
 from lfw_fixtures import make_lfw_tree
 from workflow_runner import ROOT, make_project, snakemake
 
-from lfwcnn import report
+from lfwcnn import steps
 from lfwcnn.claims import (
     data_origin,
     explain_1777,
@@ -49,6 +49,7 @@ PIPELINE_OVERLAY = {
     "activations": {"person": "Bob_Roe"},
 }
 REPORT = "results/report/index.html"
+LAYERS = ("conv1", "pool1", "conv2", "pool2", "conv3", "pool3")
 
 
 def pipeline_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -205,15 +206,18 @@ def test_c6_needs_every_grid_with_one_tile_per_map(tmp_path):
     names = ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3"]
     grids = {"image": "A/A_0001.jpg", "layers": [
         {"layer": n, "file": f"{n}.png", "shape": [4, 4, 8], "tiles": 8} for n in names]}
-    for n in names:
-        (tmp_path / f"{n}.png").write_bytes(b"png")
-    assert verdict_c6(grids, tmp_path).status == "holds"
-    assert verdict_c6({**grids, "layers": grids["layers"][:4]}, tmp_path).status == "partly"
+    files = [tmp_path / f"{n}.png" for n in names]
+    for path in files:
+        path.write_bytes(b"png")
+    assert verdict_c6(grids, files).status == "holds"
+    assert verdict_c6({**grids, "layers": grids["layers"][:4]}, files).status == "partly"
     (tmp_path / "conv3.png").unlink()
-    assert verdict_c6(grids, tmp_path).status == "fails"
+    assert verdict_c6(grids, files).status == "fails"
+    assert verdict_c6(grids, files[:5]).status == "fails"  # a grid not given is not drawn
+    (tmp_path / "conv3.png").write_bytes(b"png")
     grids["layers"][0]["tiles"] = 7
-    assert verdict_c6(grids, tmp_path).status == "fails"
-    assert verdict_c6(None, None).status == "not run"
+    assert verdict_c6(grids, files).status == "fails"
+    assert verdict_c6(None, []).status == "not run"
 
 
 # ----------------------------------------------------------------------------- provenance
@@ -309,7 +313,7 @@ def test_pipeline_through_snakemake_writes_a_self_contained_report(tmp_path_fact
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
     assert "This run departs from the paper's protocol" in text and "train.epochs" in text
     assert "Approximate data" not in text
-    for name in ("conv1", "pool1", "conv2", "pool2", "conv3", "pool3"):
+    for name in LAYERS:
         assert (act / f"{name}.npz").is_file() and (act / "figures" / f"{name}.png").is_file()
     assert "snakemake benchmark" in text  # run times of the jobs with a benchmark: file
 
@@ -319,18 +323,26 @@ def test_report_without_the_backprop_stage_says_not_run(tmp_path_factory, tmp_pa
     project = path.parents[2]
     out = tmp_path / "index.html"
     seeds = [0, 1]
+    figures = project / "results/figures/funneled"
+    act = project / "results/activations/funneled/seed0"
     argv = [
-        "--summary", str(project / "data/prepared/funneled/summary.json"),
-        "--source", str(project / "data/raw/funneled/source.json"),
-        "--splits", *(str(project / f"data/split/funneled/seed{s}.csv") for s in seeds),
-        "--histories", *(str(project / f"results/models/funneled/seed{s}/history.csv")
-                         for s in seeds),
-        "--aggregate", str(project / "results/eval/funneled/aggregate.json"),
-        "--figures-dir", str(project / "results/figures/funneled"),
-        "--activations-dir", str(project / "results/activations/funneled/seed0"),
-        "--out", str(out),
+        "write_report", f"summary={project / 'data/prepared/funneled/summary.json'}",
+        f"source={project / 'data/raw/funneled/source.json'}",
+        *(f"splits={project / f'data/split/funneled/seed{s}.csv'}" for s in seeds),
+        *(f"histories={project / f'results/models/funneled/seed{s}/history.csv'}"
+          for s in seeds),
+        f"aggregate={project / 'results/eval/funneled/aggregate.json'}",
+        f"curves_figure={figures / 'curves.png'}", f"accuracy_figure={figures / 'accuracy.png'}",
+        f"confusion_figure={figures / 'confusion.png'}",
+        f"confusion_table={figures / 'confusion.csv'}", f"per_class={figures / 'per_class.csv'}",
+        f"activation_summary={act / 'sparsity.json'}", f"activation_record={act / 'image.json'}",
+        f"activation_manifest={act / 'figures/grids.json'}",
+        f"activation_input={act / 'figures/input.png'}",
+        f"activation_sparsity={act / 'figures/sparsity.png'}",
+        *(f"activation_grids={act / 'figures' / f'{layer}.png'}" for layer in LAYERS),
+        f"html={out}",
     ]
-    assert run(report.main, argv) == 0
+    assert run(steps.main, argv) == 0
     page = parse(out)
     assert dict(page.rows)["C3"] == "not run"
     assert 'id="backprop-not-run"' in out.read_text(encoding="utf-8")
@@ -358,3 +370,14 @@ def test_c2_is_undetermined_when_the_interval_covers_every_accuracy():
     assert "Measured on the deepfunneled images" in verdict_c2(aggregate("inside"),
                                                                 variant="deepfunneled").detail
     assert "Measured on" not in verdict_c2(aggregate("inside"), variant="funneled").detail
+
+
+def test_the_reports_run_config_is_no_value_typed_by_hand(tmp_path, capsys):
+    summary = tmp_path / "summary.json"
+    summary.write_text("{}")
+    assert run(steps.main, ["write_report", f"summary={summary}", "run_config=x",
+                            f"html={tmp_path / 'index.html'}"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: run_config is the whole config of a run (a mapping, as the rule "
+                   "gives it), not a value"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]

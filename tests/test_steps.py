@@ -155,8 +155,9 @@ def test_a_step_run_by_hand_fails_in_one_line_and_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["train_everything"], "error: unknown step 'train_everything'; steps: aggregate_seeds, "
-                           "download_lfw, evaluate_model, obtain_lfw, prepare_dataset, "
-                           "split_dataset, train_model, verify_backprop"),
+                           "download_lfw, draw_activations, draw_training, evaluate_model, "
+                           "export_activations, obtain_lfw, prepare_dataset, split_dataset, "
+                           "summarize_sweep, train_model, verify_backprop, write_report"),
     (["split_dataset", "seed"], "error: 'seed': give values as NAME=VALUE"),
     (["split_dataset", "=0"], "error: '=0': give values as NAME=VALUE"),
     (["split_dataset", "dataset={d}", "split_csv={o}", "seed=zero"],
@@ -276,9 +277,10 @@ from pathlib import Path
 from snakemake.api import SnakemakeApi
 from snakemake.settings.types import OutputSettings, ResourceSettings
 
-def unnamed(items):  # items no name covers (a named list, expand()'s, covers all its own)
-    return len(items) - sum((start + 1 if end is None else end) - start
-                            for _, (start, end) in items._get_names())
+def unnamed(items):
+    # entries no name covers (a named list, e.g. one file per layer, covers all of its own)
+    covered = sum(1 if end is None else end - start for _, (start, end) in items._get_names())
+    return len(items) - covered
 
 with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
     workflow = api.workflow(ResourceSettings(cores=1), snakefile=Path(sys.argv[1]),

@@ -19,7 +19,7 @@ from lfw_fixtures import make_lfw_tree
 from test_report import REPORT, parse, pipeline_report
 from workflow_runner import ROOT, make_project, planned_jobs, snakemake
 
-from lfwcnn import report, sweep_summary
+from lfwcnn import steps
 from lfwcnn.cli import run
 
 PEOPLE = {"Alice_Doe": 8, "Bob_Roe": 7, "Carol_Poe": 6}
@@ -136,16 +136,15 @@ def test_report_shows_the_sweep_table_only_with_a_sweep(tmp_path_factory, tmp_pa
     plan = [{"run": "funneled-x", "settings": {"axis": "x"}, "dataset": "funneled"},
             {"run": "funneled-y", "settings": {"axis": "y"}, "dataset": "funneled"}]
     out = tmp_path / "sweep"
-    argv = ["--plan-json", json.dumps(plan), "--aggregates", aggregate, aggregate,
-            "--out-csv", str(out / "summary.csv"),
-            "--out-json", str(out / "summary.json"), "--out-png", str(out / "accuracy.png")]
-    assert run(sweep_summary.main, argv) == 0
+    steps.run_step("summarize_sweep", {
+        "plan": plan, "aggregates": [aggregate, aggregate], "table": out / "summary.csv",
+        "summary": out / "summary.json", "figure": out / "accuracy.png"})
     page = tmp_path / "index.html"
-    argv = ["--summary", str(project / "data/prepared/funneled/summary.json"),
-            "--source", source, "--aggregate", aggregate,
-            "--sweep-summary", str(out / "summary.json"),
-            "--sweep-figure", str(out / "accuracy.png"), "--out", str(page)]
-    assert run(report.main, argv) == 0
+    argv = ["write_report", f"summary={project / 'data/prepared/funneled/summary.json'}",
+            f"source={source}", f"aggregate={aggregate}",
+            f"sweep_summary={out / 'summary.json'}",
+            f"sweep_figure={out / 'accuracy.png'}", f"html={page}"]
+    assert run(steps.main, argv) == 0
     text = page.read_text(encoding="utf-8")
     assert 'id="sweep"' in text and 'href="#sweep"' in text
     assert re.findall(r'class="sweep-row" data-run="([^"]+)"', text) == ["funneled-x",

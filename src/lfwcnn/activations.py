@@ -11,43 +11,52 @@ The image is chosen deterministically from the test subset of the split the mode
 trained with: a named file, else the first test image of a named person, else the first test
 image, each "first" in the order of the split file.
 
-    python -m lfwcnn.activations --model results/models/funneled/seed0/model.keras \\
-        --dataset data/prepared/funneled/dataset.npz --split data/split/funneled/seed0.csv \\
-        --out-dir results/activations/funneled/seed0
+The step is :func:`export_activations` (rule ``export_activations``; by hand
+``python -m lfwcnn export_activations NAME=VALUE ...``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from lfwcnn.atomic import atomic_path, write_text
-from lfwcnn.cli import run
-from lfwcnn.config import read_step_json
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.loading import load_keras_model
 from lfwcnn.model import FEATURE_LAYER, scale_pixels
-from lfwcnn.ownership import check_outputs, in_folder
+from lfwcnn.ownership import check_outputs, listed
+from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# the fixed files of the out-dir; one <layer>.npz per layer besides
-OUTPUTS = ("image.npz", "image.json", "sparsity.npz", "sparsity.csv", "sparsity.json")
+# test images per forward pass while measuring sparsity (memory, not results)
+BATCH_SIZE = 64
 SPARSITY_COLUMNS = (
     "layer", "height", "width", "channels", "images",
     "zero_share_mean", "zero_share_std", "zero_share_min", "zero_share_max",
     "blank_share_mean", "blank_share_std", "blank_share_min", "blank_share_max",
     "never_active_maps", "image_zero_share", "image_blank_maps",
 )
+
+
+@dataclass(frozen=True)
+class ActivationFiles:
+    """Where :func:`export` writes: one file per layer (name -> path) and five besides."""
+
+    layers: Mapping[str, Path]
+    image: Path
+    record: Path
+    per_image: Path
+    table: Path
+    summary: Path
 
 
 @dataclass(frozen=True)
@@ -139,7 +148,7 @@ def feature_model(model, names: Sequence[str]):
     return keras.Model(inputs, outputs, name="feature_maps")
 
 
-def layer_outputs(extractor, images: np.ndarray, batch_size: int = 64):
+def layer_outputs(extractor, images: np.ndarray, batch_size: int = BATCH_SIZE):
     """Yield, batch by batch, the list of (batch, H, W, C) float32 arrays of each layer."""
     for start in range(0, len(images), batch_size):
         batch = scale_pixels(images[start:start + batch_size])
@@ -189,7 +198,7 @@ class Sparsity:
 
 
 def measure_sparsity(extractor, names: Sequence[str], images: np.ndarray,
-                     batch_size: int = 64) -> Sparsity:
+                     batch_size: int = BATCH_SIZE) -> Sparsity:
     """Both sparsity measures for every image and layer, without holding all maps at once."""
     if not len(images):
         raise LfwcnnError("no test images to measure sparsity on")
@@ -251,14 +260,13 @@ def save_npz(path: Path, **arrays) -> None:
 
 
 def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
-           out_dir: str | os.PathLike, *, layers: Sequence[str] | None = None,
-           image: str | None = None, person: str | None = None, batch_size: int = 64,
-           provenance: dict | None = None) -> dict:
+           outputs: ActivationFiles, *, image: str | None = None, person: str | None = None,
+           batch_size: int = BATCH_SIZE, provenance: dict | None = None) -> dict:
     """Write the chosen image, its activations per layer, and the sparsity over the test set.
 
-    Files in ``out_dir``: ``image.npz`` (the uint8 face), ``image.json`` (which face, why,
-    what the model predicts), ``<layer>.npz`` (``activations`` float32 (H, W, C), ``layer``,
-    ``image_file``), ``sparsity.npz`` (per image and layer), ``sparsity.csv`` and ``sparsity.json``
+    Files (``outputs``): ``image`` (the uint8 face), ``record`` (which face, why, what the
+    model predicts), one per layer in ``layers`` (``activations`` float32 (H, W, C), ``layer``,
+    ``image_file``), ``per_image`` (sparsity per image and layer), ``table`` and ``summary``
     (per layer: mean, spread and extremes across test images). Returns the JSON summary.
     """
     start = time.perf_counter()
@@ -268,27 +276,26 @@ def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
     if expected != data.images.shape[1:]:
         raise LfwcnnError(f"{model_path}: the model takes images of {expected}, the dataset "
                           f"holds {data.images.shape[1:]}")
-    names = feature_layers(model, layers)
+    names = feature_layers(model, list(outputs.layers))
     extractor = feature_model(model, names)
-    out = Path(out_dir)
     face = data.images[choice.index]
     file = str(data.files[choice.index])
     maps = next(layer_outputs(extractor, face[None]))
     for name, layer_maps in zip(names, maps, strict=True):
-        save_npz(out / f"{name}.npz", activations=layer_maps[0], layer=np.array(name),
+        save_npz(outputs.layers[name], activations=layer_maps[0], layer=np.array(name),
                  image_file=np.array(file))
-    save_npz(out / "image.npz", image=face, image_file=np.array(file))
+    save_npz(outputs.image, image=face, image_file=np.array(file))
     probabilities = np.asarray(model(scale_pixels(face[None]), training=False))[0]
     predicted = int(probabilities.argmax())
 
     test_images = data.images[test_idx]
     sparsity = measure_sparsity(extractor, names, test_images, batch_size)
     rows = sparsity_rows(sparsity, choice.test_position)
-    save_npz(out / "sparsity.npz", layers=np.array(names),
+    save_npz(outputs.per_image, layers=np.array(names),
              zero_share=sparsity.zero_share.astype(np.float32),
              blank_share=sparsity.blank_share.astype(np.float32),
              files=data.files[test_idx])
-    write_text(out / "sparsity.csv", rows_csv(rows))
+    write_text(outputs.table, rows_csv(rows))
     label = int(data.labels[choice.index])
     record = {
         "file": file,
@@ -306,7 +313,7 @@ def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
                     "blank_maps": row["image_blank_maps"]} for row in rows],
         **(provenance or {}),
     }
-    write_text(out / "image.json", json.dumps(record, indent=2) + "\n")
+    write_text(outputs.record, json.dumps(record, indent=2) + "\n")
     summary = {
         "test_images": int(len(test_idx)),
         "layers": rows,
@@ -319,42 +326,45 @@ def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
         "seconds": round(time.perf_counter() - start, 3),
         **(provenance or {}),
     }
-    write_text(out / "sparsity.json", json.dumps(summary, indent=2) + "\n")
+    write_text(outputs.summary, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="trained model (.keras)")
-    parser.add_argument("--dataset", required=True, help="prepared dataset.npz")
-    parser.add_argument("--split", required=True, help="split CSV the model was trained with")
-    parser.add_argument("--layers", nargs="+", help="layers to export (default: every conv<N> "
-                        "and pool<N> layer of the model)")
-    parser.add_argument("--image", help="test image to draw: Person/Person_NNNN.jpg or its name")
-    parser.add_argument("--person", help="draw this person's first test image")
-    parser.add_argument("--choice-json", help="the activations config ({image, person}) as "
-                        "JSON, as the workflow passes it (--image/--person take precedence)")
-    parser.add_argument("--seed", type=int, help="training seed of the model (recorded)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--out-dir", required=True)
-    args = parser.parse_args(argv)
-    if args.batch_size < 1:
-        raise LfwcnnError(f"batch size must be at least 1, got {args.batch_size}")
-    check_outputs(in_folder("--out-dir", args.out_dir, OUTPUTS),
-                  {"--model": args.model, "--dataset": args.dataset, "--split": args.split})
-    choice = read_step_json(args.choice_json, "--choice-json") if args.choice_json else {}
-    data = load_dataset(args.dataset)
-    _, test_idx = load_split(args.split, data)
-    provenance = {"seed": args.seed, "model": str(args.model), "split": str(args.split)}
-    summary = export(args.model, data, test_idx, args.out_dir, layers=args.layers,
-                     image=args.image or choice.get("image"),
-                     person=args.person or choice.get("person"), batch_size=args.batch_size,
-                     provenance=provenance)
-    for row in summary["layers"]:
+def layer_files(paths: Sequence[Path], what: str) -> dict[str, Path]:
+    """One file per layer, named after it (``conv1.npz``): layer name -> path, in order."""
+    files = {Path(path).stem: Path(path) for path in paths}
+    if len(files) != len(paths):
+        raise LfwcnnError(f"{what}: two files for one layer ({', '.join(map(str, paths))})")
+    return files
+
+
+def export_activations(
+    *,
+    model: Path,
+    dataset: Path,
+    split: Path,
+    layers: list[Path],
+    image: Path,
+    record: Path,
+    per_image: Path,
+    table: Path,
+    summary: Path,
+    activations: Settings,
+    seed: int,
+) -> None:
+    """Step: the activations of every layer in ``layers`` (one file each, named after its
+    layer) for the configured test image, and the sparsity of each over the test set."""
+    outputs = ActivationFiles(layer_files(layers, "layers"), image, record, per_image, table,
+                              summary)
+    check_outputs({**listed("layers", layers), "image": image, "record": record,
+                   "per_image": per_image, "table": table, "summary": summary},
+                  {"model": model, "dataset": dataset, "split": split})
+    data = load_dataset(dataset)
+    _, test_idx = load_split(split, data)
+    provenance = {"seed": seed, "model": str(model), "split": str(split)}
+    written = export(model, data, test_idx, outputs, image=activations.image,
+                     person=activations.person, provenance=provenance)
+    for row in written["layers"]:
         log.info("%s %dx%dx%d: %.1f %% zero activations, %.1f %% blank maps (mean over %d "
                  "test images)", row["layer"], row["height"], row["width"], row["channels"],
                  100 * row["zero_share_mean"], 100 * row["blank_share_mean"], row["images"])
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))

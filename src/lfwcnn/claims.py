@@ -304,7 +304,8 @@ def verdict_c5(histories: Mapping[int, pd.DataFrame]) -> Verdict:
                    "First epoch against last epoch of each seed's training history.", checks)
 
 
-def verdict_c6(grids: dict | None, figures_dir: Path | None) -> Verdict:
+def verdict_c6(grids: dict | None, grid_files: Sequence[str | Path]) -> Verdict:
+    """C6 from the grids' manifest and the grid files (a grid counts if its file exists)."""
     blocks = len(_FILTERS)
     title = (f"Feature maps of {blocks} conv + {blocks} pooling layers for one test image "
              "(Figs. 6-12)")
@@ -313,8 +314,8 @@ def verdict_c6(grids: dict | None, figures_dir: Path | None) -> Verdict:
     if grids is None:
         return Verdict("C6", title, paper, "-", "not run", "The activations have not run.")
     layers = grids["layers"]
-    drawn = [g for g in layers if figures_dir is not None and (figures_dir / g["file"]).is_file()
-             and g["tiles"] == g["shape"][-1]]
+    present = {Path(path).name for path in grid_files if Path(path).is_file()}
+    drawn = [g for g in layers if g["file"] in present and g["tiles"] == g["shape"][-1]]
     ours = f"{len(drawn)} grids: " + ", ".join(f"{g['layer']} {g['tiles']}" for g in drawn)
     names = tuple(g["layer"] for g in layers)
     checks = [("a grid with one tile per map for every conv and pooling layer",

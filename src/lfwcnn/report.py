@@ -4,86 +4,98 @@
 computes the verdicts; :func:`render` fills ``templates/report.html.j2`` with it
 (:mod:`lfwcnn.templating`). The result is one HTML file with every figure inlined as a
 ``data:`` URI and no script, font or style sheet from elsewhere, so it opens offline, from a
-mail attachment, on a phone or a wide screen.
-
-    python -m lfwcnn.report --summary data/prepared/funneled/summary.json ... \\
-        --out results/report/index.html
+mail attachment, on a phone or a wide screen. The step is :func:`write_report` (rule
+``write_report``; by hand ``python -m lfwcnn write_report NAME=VALUE ...``).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping
+from pathlib import Path
 
 from lfwcnn import templating
 from lfwcnn.atomic import write_text
-from lfwcnn.cli import run
-from lfwcnn.config import read_step_json
 from lfwcnn.environment import package_checkout
+from lfwcnn.errors import LfwcnnError
 from lfwcnn.ownership import check_outputs, listed
 from lfwcnn.report_context import Inputs, build_context
+from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+# the inputs of which several may be given
+LISTS = ("splits", "histories", "train_infos", "metrics", "activation_grids")
 
 
 def render(context: dict) -> str:
     return templating.render("report.html.j2", **context)
 
 
-def write_report(inputs: Inputs, out: str | os.PathLike) -> dict:
+def write_report(
+    *,
+    summary: Path,
+    html: Path,
+    report: Settings,
+    run_config: dict | None = None,
+    source: Path | None = None,
+    manifest: Path | None = None,
+    dataset: Path | None = None,
+    splits: list[Path] | None = None,
+    histories: list[Path] | None = None,
+    train_infos: list[Path] | None = None,
+    metrics: list[Path] | None = None,
+    aggregate: Path | None = None,
+    accuracy_by_seed: Path | None = None,
+    curves_figure: Path | None = None,
+    accuracy_figure: Path | None = None,
+    confusion_figure: Path | None = None,
+    confusion_table: Path | None = None,
+    per_class: Path | None = None,
+    activation_summary: Path | None = None,
+    activation_record: Path | None = None,
+    activation_manifest: Path | None = None,
+    activation_input: Path | None = None,
+    activation_sparsity: Path | None = None,
+    activation_grids: list[Path] | None = None,
+    timings: list[Path] | None = None,
+    benchmarks: Path | None = None,
+    backprop_json: Path | None = None,
+    backprop_html: Path | None = None,
+    sweep_summary: Path | None = None,
+    sweep_figure: Path | None = None,
+) -> None:
+    """Step: the report ``html`` from ``summary`` and what else is given, of the run whose
+    whole config is ``run_config`` (shown as YAML), titled ``report.title``. A stage left out
+    is shown as not run (the workflow gives every one it has; the activations need all of
+    theirs). ``timings`` are the activations' benchmark files: the report reads every
+    benchmark file below ``benchmarks``."""
+    if run_config is not None and not isinstance(run_config, Mapping):
+        raise LfwcnnError("run_config is the whole config of a run (a mapping, as the rule "
+                          "gives it), not a value")
+    files: dict[str, Path | list[Path] | None] = {
+        "summary": summary, "source": source, "manifest": manifest, "dataset": dataset,
+        "splits": splits, "histories": histories, "train_infos": train_infos,
+        "metrics": metrics, "aggregate": aggregate, "accuracy_by_seed": accuracy_by_seed,
+        "curves_figure": curves_figure, "accuracy_figure": accuracy_figure,
+        "confusion_figure": confusion_figure, "confusion_table": confusion_table,
+        "per_class": per_class, "activation_summary": activation_summary,
+        "activation_record": activation_record, "activation_manifest": activation_manifest,
+        "activation_input": activation_input, "activation_sparsity": activation_sparsity,
+        "activation_grids": activation_grids, "backprop_json": backprop_json,
+        "backprop_html": backprop_html, "sweep_summary": sweep_summary,
+        "sweep_figure": sweep_figure,
+    }
+    check_outputs({"html": html}, {
+        **{label: path for label, path in files.items() if not isinstance(path, list)},
+        **{key: path for label, paths in {**files, "timings": timings}.items()
+           if isinstance(paths, list) for key, path in listed(label, paths).items()}})
+    given = {label: [str(p) for p in path] if isinstance(path, list)
+             else () if label in LISTS else None if path is None else str(path)
+             for label, path in files.items()}
+    inputs = Inputs(**given, benchmarks=None if benchmarks is None else str(benchmarks),
+                    config=run_config or {}, repo=package_checkout(), title=report.title)
     context = build_context(inputs)
-    write_text(out, render(context))
-    return context
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--title", help="default: the config's report.title")
-    parser.add_argument("--config-json", help="the workflow's config as JSON (shown as YAML)")
-    parser.add_argument("--repo", default=package_checkout(),
-                        help="source checkout, for the git commit (default: this package's)")
-    parser.add_argument("--summary", required=True, help="data summary.json")
-    parser.add_argument("--source", help="source.json of the obtain step")
-    parser.add_argument("--manifest", help="manifest.csv (its sha256 is shown)")
-    parser.add_argument("--dataset", help="dataset.npz (its sha256 is shown)")
-    parser.add_argument("--splits", nargs="*", default=[], help="split CSVs, first seed first")
-    parser.add_argument("--histories", nargs="*", default=[], help="history.csv per seed")
-    parser.add_argument("--train-infos", nargs="*", default=[], help="train.json per seed")
-    parser.add_argument("--metrics", nargs="*", default=[], help="metrics.json per seed")
-    parser.add_argument("--aggregate", help="aggregate.json")
-    parser.add_argument("--accuracy-by-seed", help="accuracy_by_seed.csv")
-    parser.add_argument("--figures-dir", help="output folder of `lfwcnn.figures training`")
-    parser.add_argument("--activations-dir", help="output folder of lfwcnn.activations")
-    parser.add_argument("--backprop-json", help="check.json of lfwcnn.verify_backprop")
-    parser.add_argument("--backprop-html", help="fig4.html of lfwcnn.verify_backprop")
-    parser.add_argument("--benchmarks", help="folder of Snakemake benchmark files")
-    parser.add_argument("--sweep-summary", help="summary.json of lfwcnn.sweep_summary")
-    parser.add_argument("--sweep-figure", help="accuracy.png of lfwcnn.sweep_summary")
-    parser.add_argument("--out", required=True, help="HTML file to write")
-    args = parser.parse_args(argv)
-    config = read_step_json(args.config_json, "--config-json") if args.config_json else {}
-    title = args.title or config.get("report", {}).get("title") or Inputs.title
-    check_outputs({"--out": args.out}, {
-        "--summary": args.summary, "--source": args.source, "--manifest": args.manifest,
-        "--dataset": args.dataset, **listed("--splits", args.splits),
-        **listed("--histories", args.histories), **listed("--train-infos", args.train_infos),
-        **listed("--metrics", args.metrics), "--aggregate": args.aggregate,
-        "--accuracy-by-seed": args.accuracy_by_seed, "--backprop-json": args.backprop_json,
-        "--backprop-html": args.backprop_html, "--sweep-summary": args.sweep_summary,
-        "--sweep-figure": args.sweep_figure})
-    inputs = Inputs(
-        summary=args.summary, source=args.source, manifest=args.manifest, dataset=args.dataset,
-        splits=args.splits, histories=args.histories, train_infos=args.train_infos,
-        metrics=args.metrics, aggregate=args.aggregate, accuracy_by_seed=args.accuracy_by_seed,
-        figures_dir=args.figures_dir, activations_dir=args.activations_dir,
-        backprop_json=args.backprop_json, backprop_html=args.backprop_html,
-        benchmarks=args.benchmarks, sweep_summary=args.sweep_summary,
-        sweep_figure=args.sweep_figure, config=config, repo=args.repo, title=title)
-    context = write_report(inputs, args.out)
-    log.info("%s Report: %s", context["headline"], args.out)
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+    write_text(html, render(context))
+    log.info("%s Report: %s", context["headline"], html)

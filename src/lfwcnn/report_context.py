@@ -52,6 +52,10 @@ def sha256_of(path: str | os.PathLike) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def is_file(path: str | os.PathLike | None) -> bool:
+    return path is not None and Path(path).is_file()
+
+
 def data_uri(path: str | os.PathLike | None) -> str | None:
     """A PNG as a ``data:`` URI, so the report needs no file beside it."""
     if path is None or not Path(path).is_file():
@@ -104,6 +108,7 @@ class Inputs:
     """Every file the report reads; optional stages are ``None``."""
 
     summary: str
+    title: str  # report.title
     source: str | None = None
     manifest: str | None = None
     dataset: str | None = None
@@ -113,8 +118,20 @@ class Inputs:
     metrics: Sequence[str] = ()
     aggregate: str | None = None
     accuracy_by_seed: str | None = None
-    figures_dir: str | None = None
-    activations_dir: str | None = None
+    # the figures of the run (rule draw_training)
+    curves_figure: str | None = None
+    accuracy_figure: str | None = None
+    confusion_figure: str | None = None
+    confusion_table: str | None = None
+    per_class: str | None = None
+    # the activations of one test image and their figures (rules export_activations and
+    # draw_activations): all of them or none
+    activation_record: str | None = None
+    activation_summary: str | None = None
+    activation_manifest: str | None = None
+    activation_input: str | None = None
+    activation_sparsity: str | None = None
+    activation_grids: Sequence[str] = ()
     backprop_json: str | None = None
     backprop_html: str | None = None
     benchmarks: str | None = None
@@ -122,7 +139,6 @@ class Inputs:
     sweep_figure: str | None = None
     config: dict = field(default_factory=dict)
     repo: str | None = None
-    title: str = "Rolling in the Deep CNNs (Soydaner 2019): does the paper hold on LFW?"
 
 
 def seed_of(path: str, record: dict | None = None) -> int | str:
@@ -195,34 +211,34 @@ def evaluation_context(inputs: Inputs) -> dict:
         macro = (records.get(row["seed"]) or {}).get("macro_avg") or {}
         row["macro_f1"] = macro.get("f1")
     baseline = next(iter(records.values()), {})
-    figures = Path(inputs.figures_dir) if inputs.figures_dir else None
     per_class = []
-    if figures and (figures / "per_class.csv").is_file():
-        per_class = per_class_rows(figures / "per_class.csv")
+    if is_file(inputs.per_class):
+        per_class = per_class_rows(Path(inputs.per_class))
     pooled = None
-    if figures and (figures / "confusion.csv").is_file():
-        counts = read_confusion(figures / "confusion.csv").to_numpy()
+    if is_file(inputs.confusion_table):
+        counts = read_confusion(inputs.confusion_table).to_numpy()
         pooled = {"correct": int(np.trace(counts)), "total": int(counts.sum())}
     return {"aggregate": aggregate, "by_seed": by_seed, "per_class": per_class,
             "pooled": pooled, "chance": baseline.get("chance_accuracy"),
             "majority": baseline.get("majority_accuracy"),
-            "figures": {name: data_uri(figures / f"{name}.png") if figures else None
-                        for name in ("curves", "accuracy", "confusion")}}
+            "figures": {"curves": data_uri(inputs.curves_figure),
+                        "accuracy": data_uri(inputs.accuracy_figure),
+                        "confusion": data_uri(inputs.confusion_figure)}}
 
 
 def activations_context(inputs: Inputs) -> dict | None:
-    if not inputs.activations_dir:
+    if not inputs.activation_record:
         return None
-    folder = Path(inputs.activations_dir)
-    record = read_json(folder / "image.json")
-    sparsity = read_json(folder / "sparsity.json")
-    grids = read_json(folder / "figures" / "grids.json")
+    record = read_json(inputs.activation_record)
+    sparsity = read_json(inputs.activation_summary)
+    grids = read_json(inputs.activation_manifest)
+    # the manifest names each grid by its file name; the grids are the files given
+    given = {Path(path).name: path for path in inputs.activation_grids}
     for grid in grids["layers"]:
-        grid["uri"] = data_uri(folder / "figures" / grid["file"])
+        grid["uri"] = data_uri(given.get(grid["file"]))
     return {"image": record, "sparsity": sparsity, "grids": grids,
-            "input_uri": data_uri(folder / "figures" / "input.png"),
-            "sparsity_uri": data_uri(folder / "figures" / "sparsity.png"),
-            "figures_dir": folder / "figures"}
+            "input_uri": data_uri(inputs.activation_input),
+            "sparsity_uri": data_uri(inputs.activation_sparsity)}
 
 
 def environment_context(inputs: Inputs, training: dict, activations: dict | None,
@@ -296,7 +312,7 @@ def build_context(inputs: Inputs) -> dict:
         claims.verdict_c4(activations["sparsity"] if activations else None),
         claims.verdict_c5(histories),
         claims.verdict_c6(activations["grids"] if activations else None,
-                          activations["figures_dir"] if activations else None),
+                          inputs.activation_grids),
     ]
     return {
         "title": inputs.title,

@@ -42,6 +42,11 @@ STEPS = {
     "train_model": "lfwcnn.train",
     "evaluate_model": "lfwcnn.evaluate",
     "aggregate_seeds": "lfwcnn.aggregate",
+    "export_activations": "lfwcnn.activations",
+    "draw_activations": "lfwcnn.figures",
+    "draw_training": "lfwcnn.figures",
+    "summarize_sweep": "lfwcnn.sweep_summary",
+    "write_report": "lfwcnn.report",
     "verify_backprop": "lfwcnn.verify_backprop",
 }
 

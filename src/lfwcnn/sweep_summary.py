@@ -4,28 +4,22 @@ Reads each run's ``results/eval/{run}/aggregate.json`` (mean, sd and interval ov
 verdict on the paper's accuracy, and which LFW it was measured on, with its caveat when only
 an approximation or an unverified archive), and writes
 ``results/sweep/summary.csv``, ``summary.json`` (with the ablation reading of
-:mod:`lfwcnn.ablation`: grid, effect of each axis, conclusion) and ``accuracy.png``::
-
-    python -m lfwcnn.sweep_summary --plan-json '[{"run": ..., "settings": {...}}, ...]' \\
-        --aggregates results/eval/*/aggregate.json \\
-        --out-csv results/sweep/summary.csv --out-json results/sweep/summary.json \\
-        --out-png results/sweep/accuracy.png
+:mod:`lfwcnn.ablation`: grid, effect of each axis, conclusion) and ``accuracy.png``: the step
+:func:`summarize_sweep` (rule ``summarize_sweep``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
 from lfwcnn import plots
 from lfwcnn.ablation import analyse
 from lfwcnn.atomic import write_text
-from lfwcnn.cli import run
-from lfwcnn.config import read_step_json
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.loading import read_json
 from lfwcnn.ownership import check_outputs, listed
@@ -87,26 +81,16 @@ def summary_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--plan-json", required=True,
-                        help="JSON list of runs: run, settings, dataset, variant, source")
-    parser.add_argument("--aggregates", nargs="+", required=True,
-                        help="aggregate.json per run, in the plan's order")
-    parser.add_argument("--out-csv", required=True)
-    parser.add_argument("--out-json", required=True)
-    parser.add_argument("--out-png", required=True)
-    args = parser.parse_args(argv)
-    check_outputs({"--out-csv": args.out_csv, "--out-json": args.out_json,
-                   "--out-png": args.out_png}, listed("--aggregates", args.aggregates))
-    plan = read_step_json(args.plan_json, "--plan-json")
-    summary = summarize_runs(plan, [read_json(p) for p in args.aggregates])
-    summary["ablation"] = analyse(summary)
-    write_text(args.out_csv, summary_table(summary).to_csv(index=False))
-    write_text(args.out_json, json.dumps(summary, indent=2) + "\n")
-    plots.plot_runs(summary, args.out_png)
-    log.info("%d runs compared: %s", len(summary["runs"]), args.out_csv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(run(main))
+def summarize_sweep(*, aggregates: list[Path], plan: list[dict], table: Path, summary: Path,
+                    figure: Path) -> None:
+    """Step: compare the runs of ``plan`` (run, settings, dataset, variant, source; in the
+    order of ``aggregates``, one aggregate.json per run) in ``table``, ``summary`` and
+    ``figure``."""
+    check_outputs({"table": table, "summary": summary, "figure": figure},
+                  listed("aggregates", aggregates))
+    compared = summarize_runs(plan, [read_json(path) for path in aggregates])
+    compared["ablation"] = analyse(compared)
+    write_text(table, summary_table(compared).to_csv(index=False))
+    write_text(summary, json.dumps(compared, indent=2) + "\n")
+    plots.plot_runs(compared, figure)
+    log.info("%d runs compared: %s", len(compared["runs"]), table)

@@ -21,9 +21,8 @@ rule export_activations:
         dataset=run_dataset_file,
         split=run_split,
     output:
-        layers=expand(
-            "results/activations/{{run}}/seed{{seed}}/{layer}.npz", layer=FEATURE_LAYERS
-        ),
+        # one file per layer, named after it (the step reads the layer from the name)
+        layers=expand("results/activations/{{run}}/seed{{seed}}/{layer}.npz", layer=FEATURE_LAYERS),
         image="results/activations/{run}/seed{seed}/image.npz",
         record="results/activations/{run}/seed{seed}/image.json",
         per_image="results/activations/{run}/seed{seed}/sparsity.npz",
@@ -34,31 +33,30 @@ rule export_activations:
             labels={"run": "{run}", "seed": "{seed}", "table": "sparsity per layer"},
         ),
         summary="results/activations/{run}/seed{seed}/sparsity.json",
-    params:
-        layers=" ".join(FEATURE_LAYERS),
-        choice=activation_choice,
-        out_dir="results/activations/{run}/seed{seed}",
-    threads: 2
-    resources:
-        mem_mb=3072,
-    conda:
-        "../envs/lfwcnn.yaml"
     log:
         "logs/activations/{run}/seed{seed}_export.log",
     benchmark:
         "results/benchmarks/activations/{run}/seed{seed}_export.tsv"
-    shell:
-        "python -m lfwcnn.activations --model {input.model:q} --dataset {input.dataset:q}"
-        " --split {input.split:q} --seed {wildcards.seed} --layers {params.layers}"
-        " --choice-json {params.choice:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+    conda:
+        "../envs/lfwcnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=3072,
+    params:
+        # image and person both choose the image: neither can be left out
+        activations=config_section("activations"),
+    script:
+        "../scripts/step.py"
 
 
 rule draw_activations:
     input:
-        record="results/activations/{run}/seed{seed}/image.json",
-        data=rules.export_activations.output,
+        record=rules.export_activations.output.record,
+        face=rules.export_activations.output.image,
+        maps=rules.export_activations.output.layers,
+        per_image=rules.export_activations.output.per_image,
     output:
-        image=report(
+        input_figure=report(
             "results/activations/{run}/seed{seed}/figures/input.png",
             caption="../report/activation_input.rst",
             category="Activations",
@@ -80,13 +78,11 @@ rule draw_activations:
             labels={"run": "{run}", "seed": "{seed}", "figure": "sparsity per layer"},
         ),
         manifest="results/activations/{run}/seed{seed}/figures/grids.json",
-    params:
-        folder=lambda w, input: os.path.dirname(input.record),
-    conda:
-        "../envs/lfwcnn.yaml"
     log:
         "logs/activations/{run}/seed{seed}_draw.log",
     benchmark:
         "results/benchmarks/activations/{run}/seed{seed}_draw.tsv"
-    shell:
-        "python -m lfwcnn.figures activations --dir {params.folder:q} > {log:q} 2>&1"
+    conda:
+        "../envs/lfwcnn.yaml"
+    script:
+        "../scripts/step.py"

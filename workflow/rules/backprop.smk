@@ -5,11 +5,11 @@ rule verify_backprop:
     output:
         check_json="results/backprop/check.json",
         fig4_html="results/backprop/fig4.html",
-    params:
-        backprop=config_section("backprop"),
-    conda:
-        "../envs/lfwcnn.yaml"
     log:
         "logs/backprop/verify.log",
+    conda:
+        "../envs/lfwcnn.yaml"
+    params:
+        backprop=config_section("backprop"),
     script:
         "../scripts/step.py"

@@ -6,7 +6,6 @@
 # params carry numbers, enum values and paths built from names; a free-form string (title,
 # person, path) goes through step_json, since Snakemake's --report embeds params unescaped.
 import re
-import shlex
 from pathlib import Path
 
 from lfwcnn.config import check_config, step_json
@@ -152,11 +151,6 @@ def run_backup(wildcards):
 
 def train_gpus(wildcards):
     return 0 if run_config(wildcards)["train"]["device"] == "cpu" else 1
-
-
-def activation_choice(wildcards):
-    """The run's activations config (image, person) as markup-free JSON (see step_json)."""
-    return step_json(run_config(wildcards)["activations"])
 
 
 def run_seed_files(run, pattern):

@@ -3,6 +3,7 @@
 # use it; {dataset}: the prepared arrays and their splits, shared by the runs that agree on
 # the data/split config (see common.smk and lfwcnn.sweep).
 
+
 # Light jobs stay on the submit host under a cluster executor (the download needs the
 # internet, which compute nodes often lack).
 localrules:
@@ -14,12 +15,12 @@ localrules:
 rule download_lfw:
     output:
         archive="data/downloads/{source}.tgz",
-    params:
-        data=config_section("data", without=["extract"]),
-    conda:
-        "../envs/lfwcnn.yaml"
     log:
         "logs/data/download_{source}.log",
+    conda:
+        "../envs/lfwcnn.yaml"
+    params:
+        data=config_section("data", without=["extract"]),
     script:
         "../scripts/step.py"
 
@@ -30,12 +31,12 @@ rule obtain_lfw:
     output:
         images=directory("data/raw/{source}/images"),
         record="data/raw/{source}/source.json",
-    params:
-        data=config_section("data", without=["download"]),
-    conda:
-        "../envs/lfwcnn.yaml"
     log:
         "logs/data/obtain_{source}.log",
+    conda:
+        "../envs/lfwcnn.yaml"
+    params:
+        data=config_section("data", without=["download"]),
     script:
         "../scripts/step.py"
 
@@ -56,16 +57,16 @@ rule prepare_dataset:
             caption="../report/summary.rst",
             category="Data",
         ),
-    params:
-        # the source's settings and the number of workers do not change the arrays
-        data=config_section("data", without=["download", "extract", "workers"]),
+    log:
+        "logs/data/prepare_{dataset}.log",
+    conda:
+        "../envs/lfwcnn.yaml"
     threads: prepare_workers
     resources:
         mem_mb=2048,
-    conda:
-        "../envs/lfwcnn.yaml"
-    log:
-        "logs/data/prepare_{dataset}.log",
+    params:
+        # the source's settings and the number of workers do not change the arrays
+        data=config_section("data", without=["download", "extract", "workers"]),
     script:
         "../scripts/step.py"
 
@@ -79,11 +80,11 @@ rule split_dataset:
             caption="../report/split.rst",
             category="Data",
         ),
-    params:
-        split=config_section("split"),
-    conda:
-        "../envs/lfwcnn.yaml"
     log:
         "logs/data/split_{dataset}_seed{seed}.log",
+    conda:
+        "../envs/lfwcnn.yaml"
+    params:
+        split=config_section("split"),
     script:
         "../scripts/step.py"

@@ -37,16 +37,16 @@ rule evaluate_model:
             category="Evaluation",
             labels={"run": "{run}", "seed": "{seed}", "table": "predictions"},
         ),
-    params:
-        # paper_accuracy only moves the verdict across seeds (aggregate_seeds)
-        evaluate=config_section("evaluate", without=["paper_accuracy"]),
+    log:
+        "logs/eval/{run}/seed{seed}.log",
+    conda:
+        "../envs/lfwcnn.yaml"
     threads: 1
     resources:
         mem_mb=2048,
-    conda:
-        "../envs/lfwcnn.yaml"
-    log:
-        "logs/eval/{run}/seed{seed}.log",
+    params:
+        # paper_accuracy only moves the verdict across seeds (aggregate_seeds)
+        evaluate=config_section("evaluate", without=["paper_accuracy"]),
     script:
         "../scripts/step.py"
 
@@ -68,11 +68,11 @@ rule aggregate_seeds:
             category="Evaluation",
             labels={"run": "{run}", "table": "accuracy by seed"},
         ),
-    params:
-        evaluate=config_section("evaluate"),
-    conda:
-        "../envs/lfwcnn.yaml"
     log:
         "logs/eval/{run}/aggregate.log",
+    conda:
+        "../envs/lfwcnn.yaml"
+    params:
+        evaluate=config_section("evaluate"),
     script:
         "../scripts/step.py"

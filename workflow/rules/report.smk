@@ -32,41 +32,43 @@ REPORT_SWEEP = (
     if SWEEP.is_sweep
     else {}
 )
+FIGURES_DIR = f"results/figures/{REPORT_RUN}"
 REPORT_INPUTS = {
     "summary": f"data/prepared/{REPORT_DATASET}/summary.json",
     "source": f"data/raw/{FIRST_RUN.source}/source.json",
     "manifest": f"data/prepared/{REPORT_DATASET}/manifest.csv",
     "dataset": f"data/prepared/{REPORT_DATASET}/dataset.npz",
     # one per distinct split, the first seed's (the one the activations use) first
-    "splits": [f"data/split/{REPORT_DATASET}/seed{s}.csv" for s in dataset_split_seeds(REPORT_DATASET)],
+    "splits": [
+        f"data/split/{REPORT_DATASET}/seed{s}.csv" for s in dataset_split_seeds(REPORT_DATASET)
+    ],
     "histories": SEED_FILES["histories"],
     "train_infos": SEED_FILES["train_infos"],
     "metrics": SEED_FILES["metrics"],
     "aggregate": f"results/eval/{REPORT_RUN}/aggregate.json",
     "accuracy_by_seed": f"results/eval/{REPORT_RUN}/accuracy_by_seed.csv",
-    "figures": expand(
-        "results/figures/{run}/{name}",
-        run=REPORT_RUN,
-        name=["curves.png", "accuracy.png", "confusion.png", "confusion.csv", "per_class.csv"],
-    ),
+    # rule draw_training's outputs
+    "curves_figure": f"{FIGURES_DIR}/curves.png",
+    "accuracy_figure": f"{FIGURES_DIR}/accuracy.png",
+    "confusion_figure": f"{FIGURES_DIR}/confusion.png",
+    "confusion_table": f"{FIGURES_DIR}/confusion.csv",
+    "per_class": f"{FIGURES_DIR}/per_class.csv",
+    # rules export_activations and draw_activations' outputs
     "activation_summary": f"{ACTIVATIONS_DIR}/sparsity.json",
     "activation_record": f"{ACTIVATIONS_DIR}/image.json",
-    # timings the report tables (read from results/benchmarks; declared so DVC sees them too)
+    "activation_manifest": f"{ACTIVATIONS_DIR}/figures/grids.json",
+    "activation_input": f"{ACTIVATIONS_DIR}/figures/input.png",
+    "activation_sparsity": f"{ACTIVATIONS_DIR}/figures/sparsity.png",
+    "activation_grids": [f"{ACTIVATIONS_DIR}/figures/{layer}.png" for layer in FEATURE_LAYERS],
+    # timings the report tables (it reads every file below params.benchmarks; declared so
+    # the report follows them and DVC sees them too)
     "timings": [
         f"results/benchmarks/activations/{REPORT_RUN}/seed{ACTIVATION_SEED}_{step}.tsv"
         for step in ("export", "draw")
     ],
-    "activation_figures": expand(
-        f"{ACTIVATIONS_DIR}/figures/{{name}}",
-        name=["input.png", "sparsity.png", "grids.json"] + [f"{l}.png" for l in FEATURE_LAYERS],
-    ),
     **BACKPROP,
     **REPORT_SWEEP,
 }
-OPTIONAL_ARGS = " ".join(
-    f"--{key.replace('_', '-')} {shlex.quote(path)}"
-    for key, path in {**BACKPROP, **REPORT_SWEEP}.items()
-)
 
 
 localrules:
@@ -107,18 +109,14 @@ rule draw_training:
             category="Evaluation",
             labels={"run": "{run}", "table": "per class, seeds pooled"},
         ),
-    params:
-        out_dir="results/figures/{run}",
-    conda:
-        "../envs/lfwcnn.yaml"
     log:
         "logs/report/{run}_figures.log",
     benchmark:
         "results/benchmarks/report/{run}_figures.tsv"
-    shell:
-        "python -m lfwcnn.figures training --histories {input.histories:q}"
-        " --metrics {input.metrics:q} --confusions {input.confusions:q}"
-        " --aggregate {input.aggregate:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+    conda:
+        "../envs/lfwcnn.yaml"
+    script:
+        "../scripts/step.py"
 
 
 rule summarize_sweep:
@@ -131,53 +129,42 @@ rule summarize_sweep:
             category="Sweep",
             labels={"table": "every run of the sweep"},
         ),
-        json=SWEEP_FILES["summary_json"],
+        summary=SWEEP_FILES["summary_json"],
         figure=report(
             SWEEP_FILES["figure"],
             caption="../report/sweep_accuracy.rst",
             category="Sweep",
             labels={"figure": "accuracy per run"},
         ),
-    params:
-        plan=step_json(SWEEP.table()),
-    conda:
-        "../envs/lfwcnn.yaml"
     log:
         "logs/report/sweep.log",
-    shell:
-        "python -m lfwcnn.sweep_summary --plan-json {params.plan:q}"
-        " --aggregates {input.aggregates:q}"
-        " --out-csv {output.table:q} --out-json {output.json:q} --out-png {output.figure:q}"
-        " > {log:q} 2>&1"
+    conda:
+        "../envs/lfwcnn.yaml"
+    params:
+        plan=step_json(SWEEP.table()),
+    script:
+        "../scripts/step.py"
 
 
 rule write_report:
     input:
         **REPORT_INPUTS,
     output:
-        report(
+        html=report(
             "results/report/index.html",
             caption="../report/html_report.rst",
             category="Report",
             labels={"report": "verdicts and figures (self-contained HTML)"},
         ),
-    params:
-        # the configuration of the run the report describes (the first, with a sweep), its
-        # report.title included; the step finds the checkout from its own package
-        config=step_json(FIRST_RUN.config),
-        figures=lambda w, input: os.path.dirname(input.figures[0]),
-        activations=lambda w, input: os.path.dirname(input.activation_record),
-        optional=OPTIONAL_ARGS,
-    conda:
-        "../envs/lfwcnn.yaml"
     log:
         "logs/report/report.log",
-    shell:
-        "python -m lfwcnn.report --config-json {params.config:q}"
-        " --summary {input.summary:q} --source {input.source:q}"
-        " --manifest {input.manifest:q} --dataset {input.dataset:q} --splits {input.splits:q}"
-        " --histories {input.histories:q} --train-infos {input.train_infos:q}"
-        " --metrics {input.metrics:q} --aggregate {input.aggregate:q}"
-        " --accuracy-by-seed {input.accuracy_by_seed:q} --figures-dir {params.figures:q}"
-        " --activations-dir {params.activations:q} {params.optional}"
-        " --benchmarks results/benchmarks --out {output:q} > {log:q} 2>&1"
+    conda:
+        "../envs/lfwcnn.yaml"
+    params:
+        # the whole configuration of the run the report describes (the first, with a sweep),
+        # shown as YAML; the step finds the checkout from its own package
+        run_config=step_json(FIRST_RUN.config),
+        report=config_section("report"),
+        benchmarks=step_json("results/benchmarks"),
+    script:
+        "../scripts/step.py"

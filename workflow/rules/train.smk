@@ -22,6 +22,14 @@ rule train_model:
             labels={"run": "{run}", "seed": "{seed}", "table": "history"},
         ),
         info="results/models/{run}/seed{seed}/train.json",
+    log:
+        "logs/train/{run}/seed{seed}.log",
+    conda:
+        "../envs/lfwcnn.yaml"
+    threads: 2
+    resources:
+        mem_mb=4096,  # 1.3 GB peak measured on a CPU (benchmarks/); CUDA libraries add more
+        gpu=train_gpus,
     params:
         # every key of both sections changes the weights or the record (train.device: the
         # device used), so none is left out
@@ -30,13 +38,5 @@ rule train_model:
         split_seed=run_split_seed,
         # per-epoch snapshots; a rerun after a kill resumes there; removed after success
         backup=run_backup,
-    threads: 2
-    resources:
-        mem_mb=4096,  # 1.3 GB peak measured on a CPU (benchmarks/); CUDA libraries add more
-        gpu=train_gpus,
-    conda:
-        "../envs/lfwcnn.yaml"
-    log:
-        "logs/train/{run}/seed{seed}.log",
     script:
         "../scripts/step.py"
