@@ -45,7 +45,7 @@ def resolved(path: str | os.PathLike) -> Path:
 def check_outputs(outputs: Paths, inputs: Paths | None = None) -> None:
     """Refuse an output that would replace an input or another output, or that is a folder.
 
-    Keys are the labels users know (``--model``); ``None`` values are skipped.
+    Keys are the step's parameter names (``model_file``); ``None`` values are skipped.
     """
     seen: dict[Path, str] = {}
     for label, path in (inputs or {}).items():
@@ -156,11 +156,6 @@ def release_backup_dir(backup: BackupDir) -> None:
             log.warning("kept %s: it holds files that %s did not make", backup.path, OWNER)
 
 
-def listed(flag: str, paths: Sequence[str | os.PathLike] | None) -> dict[str, str | os.PathLike]:
-    """``--flag`` given several paths, as :func:`check_outputs` takes them: one label each."""
-    return {f"{flag} #{k + 1}": path for k, path in enumerate(paths or [])}
-
-
-def in_folder(flag: str, folder: str | os.PathLike, names: Sequence[str]) -> dict[str, Path]:
-    """The files a step writes into an ``--out-dir``, labelled for :func:`check_outputs`."""
-    return {f"{flag}'s {name}": Path(folder, name) for name in names}
+def listed(name: str, paths: Sequence[str | os.PathLike] | None) -> dict[str, str | os.PathLike]:
+    """A parameter holding several paths, as :func:`check_outputs` takes them: one label each."""
+    return {f"{name} #{k + 1}": path for k, path in enumerate(paths or [])}
