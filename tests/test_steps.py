@@ -158,6 +158,7 @@ def test_a_step_run_by_hand_fails_in_one_line_and_writes_nothing(tmp_path):
                            "download_lfw, draw_activations, draw_training, evaluate_model, "
                            "export_activations, obtain_lfw, prepare_dataset, split_dataset, "
                            "summarize_sweep, train_model, verify_backprop, write_report"),
+    ([], "error: give a step (python -m lfwcnn --help lists the steps)"),
     (["split_dataset", "seed"], "error: 'seed': give values as NAME=VALUE"),
     (["split_dataset", "=0"], "error: '=0': give values as NAME=VALUE"),
     (["split_dataset", "dataset={d}", "split_csv={o}", "seed=zero"],

@@ -200,9 +200,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                "[section]: from the config files):\n" + "\n".join(map(_usage, sorted(STEPS)))
                + f"\nconfig: {DEFAULT_CONFIG.relative_to(CHECKOUT)} with each --configfile "
                "merged over it, checked by the schema")
-    parser.add_argument("step")
+    parser.add_argument("step", nargs="?")
     parser.add_argument("values", nargs="*", metavar="NAME=VALUE")
     parser.add_argument("--configfile", action="append", default=[], metavar="FILE")
     args = parser.parse_args(argv)
+    if args.step is None:
+        parser.error("give a step")
     config = load_config([DEFAULT_CONFIG, *args.configfile]) if args.configfile else None
     run_step(args.step, _from_command_line(args.values), config)
