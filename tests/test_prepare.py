@@ -169,3 +169,16 @@ def test_grayscale_images_become_rgb(tmp_path):
     Image.open(path).convert("L").save(path)
     data = prepare(root, data_section(min_images_per_person=2, image_size=8), workers=1).data
     assert data.images.shape == (4, 8, 8, 3)
+
+
+def test_a_damaged_source_record_is_one_line_and_writes_nothing(lfw_tree: Path, tmp_path, capsys):
+    record = tmp_path / "source.json"
+    record.write_text('{"variant": "funn')  # a write killed half-way
+    out = tmp_path / "out"
+    code = run(main, ["prepare_dataset", f"images={lfw_tree}", f"record={record}",
+                      f"npz={out / 'd.npz'}", f"manifest={out / 'm.csv'}",
+                      f"summary={out / 's.json'}"])
+    assert code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {record}: cannot read")
+    assert not out.exists() or not any(out.iterdir())

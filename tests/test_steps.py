@@ -24,7 +24,7 @@ from lfwcnn.cli import run
 from lfwcnn.config import DEFAULT_CONFIG, default_settings, load_config
 from lfwcnn.dataset import Dataset, load_dataset, load_split, save_dataset
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.settings import Settings, fingerprint, freeze
+from lfwcnn.settings import Settings, freeze
 
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
     filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
@@ -224,15 +224,6 @@ def test_freeze_makes_sections_immutable_with_the_configs_own_keys():
     assert [field.name for field in dataclasses.fields(frozen.train)] == list(config["train"])
 
 
-def leaves(value: Any, path: tuple = ()) -> list[tuple]:
-    """Every path to a value in a nested config (mapping keys and list indices)."""
-    if isinstance(value, dict) and value:
-        return [leaf for key, item in value.items() for leaf in leaves(item, (*path, key))]
-    if isinstance(value, list) and value:
-        return [path, *(leaf for i, item in enumerate(value) for leaf in leaves(item, (*path, i)))]
-    return [path]
-
-
 def changed(value: Any) -> Any:
     """Some other value of the same kind (a list one longer, an empty mapping one key more)."""
     if isinstance(value, bool):
@@ -246,28 +237,6 @@ def changed(value: Any) -> Any:
     if isinstance(value, dict):
         return {**value, "x": 1}
     return "x" if value is None else None
-
-
-def test_fingerprint_is_equal_for_equal_configs_and_changes_with_any_key():
-    config = load_config([DEFAULT_CONFIG])
-    sections = [name for name, value in config.items() if isinstance(value, dict)]
-    base = fingerprint(*(freeze(config[name], name) for name in sections))
-    again = load_config([DEFAULT_CONFIG])
-    reordered = {name: dict(reversed(list(again[name].items()))) for name in sections}
-    assert fingerprint(*(freeze(reordered[name], name) for name in sections)) == base
-    assert fingerprint(*(config[name] for name in sections)) == base  # plain or frozen alike
-    seen = set()
-    for path in leaves({name: config[name] for name in sections}):
-        other = copy.deepcopy(config)
-        *parents, last = path
-        holder = other
-        for key in parents:
-            holder = holder[key]
-        holder[last] = changed(holder[last])
-        digest = fingerprint(*(freeze(other[name], name) for name in sections))
-        assert digest != base, path
-        seen.add(digest)
-    assert len(seen) == len(leaves({name: config[name] for name in sections}))
 
 
 # ----------------------------------------------------------------------------- rules and steps

@@ -134,7 +134,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     Snakemake reads an overlay given with ``--configfile`` before the workflow runs, and its
     message for a syntax error names neither the file nor the line; this names both.
     """
-    for path in sys.argv[1:] if argv is None else argv:
+    paths = sys.argv[1:] if argv is None else argv
+    if not paths:
+        raise LfwcnnError("give the config files to check: python -m lfwcnn.config FILE...")
+    for path in paths:
         read_config_file(path)
 
 

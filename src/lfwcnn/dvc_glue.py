@@ -96,7 +96,10 @@ def sync_workspace(root: str | os.PathLike = ".", records: Any = None) -> dict[s
             else:
                 clean.append(stage)
         moved_path = root / MOVED
-        moved = json.loads(moved_path.read_text()) if moved_path.is_file() else {}
+        try:  # unreadable (a killed write): as if nothing had been moved
+            moved = json.loads(moved_path.read_text()) if moved_path.is_file() else {}
+        except ValueError:
+            moved = {}
         names = sorted(files([out for stage in verified for out in stage.outs], root))
         clean_files = files([out for stage in clean for out in stage.outs], root)
         times = {name: (root / name).stat().st_mtime_ns for name in names}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def export_job_environment(src_dir: str | os.PathLike) -> None:
-    """Make ``python -m lfwcnn.<step>`` in a job use this interpreter and this checkout.
+    """Make a job's Python (workflow/scripts/step.py) use this interpreter and this checkout.
 
     The interpreter running Snakemake goes first on PATH (a venv works without being
     activated) and ``src_dir`` on PYTHONPATH, so jobs in a per-rule conda environment

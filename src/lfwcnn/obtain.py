@@ -23,6 +23,7 @@ from lfwcnn.download import (
     file_digests,
 )
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.ownership import check_outputs
 from lfwcnn.settings import Settings
 from lfwcnn.sources import (
     VARIANTS,
@@ -88,9 +89,10 @@ def obtain(
     kind = classify_source(source)
     record = {"variant": variant, "source": source, "kind": kind}
     if kind == "folder":
-        link_folder(Path(source), images)
-        record["path"] = str(Path(source).resolve())
-        record.update(folder_note(Path(source)))
+        folder = Path(source).expanduser()
+        link_folder(folder, images)
+        record["path"] = str(folder.resolve())
+        record.update(folder_note(folder))
     elif kind == "archive":
         digests = file_digests(source)
         mismatch = compare_digests(digests, sha256=sha256, md5=md5)
@@ -117,6 +119,7 @@ def obtain(
 def obtain_lfw(*, images: Path, record: Path, data: Settings, archive: Path | None = None) -> None:
     """Step: make ``images`` the LFW root of ``data.source`` (or of ``archive``, downloaded
     from it) and record where the images came from."""
+    check_outputs({"record": record}, {"archive": archive, "images": images})
     kind = "url" if data.source is None else classify_source(data.source)
     if kind != "folder" and archive is None:
         raise LfwcnnError(f"LFW source {data.source or data.variant}: the archive is missing")

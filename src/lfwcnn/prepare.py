@@ -31,6 +31,7 @@ from tqdm import tqdm
 from lfwcnn.atomic import write_text
 from lfwcnn.dataset import Dataset, save_dataset
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.loading import read_json
 from lfwcnn.ownership import check_outputs
 from lfwcnn.settings import Settings
 from lfwcnn.sources import LFW_SIDE
@@ -277,7 +278,7 @@ def prepare_dataset(
     the summary for provenance."""
     check_outputs({"npz": npz, "manifest": manifest, "summary": summary},
                   {"images": images, "record": record})
-    source = {"source": json.loads(record.read_text(encoding="utf-8"))} if record else {}
+    source = {"source": read_json(record)} if record else {}
     prepared = prepare(images, data, workers=threads)
     write_outputs(prepared, npz=npz, manifest=manifest, summary=summary, extra_summary=source)
     log.info(

@@ -5,16 +5,14 @@ when the workflow starts or a step is run by hand (:func:`lfwcnn.config.load_con
 step then receives is that checked mapping made immutable: mappings become frozen dataclasses
 whose fields are the config's own keys, lists become tuples. The classes are made from the
 keys, not written out, so a new key in config.yaml and the schema reaches the step that reads
-it with nothing in between to update; and :func:`fingerprint` covers every key of a section,
-so a resumed training cannot miss one.
+it with nothing in between to update; and a record built from :meth:`Settings.as_dict` (the
+resume fingerprint of lfwcnn.snapshots) covers every key of a section, so it cannot miss one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import keyword
 import types
 from collections.abc import Mapping
@@ -26,7 +24,19 @@ class Settings:
 
     def as_dict(self) -> dict[str, Any]:
         """The section as plain JSON-ready data (tuples as lists), for records and hashes."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))  # type: ignore[call-overload]
+        return {field.name: _plain(getattr(self, field.name))
+                for field in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+def _plain(value: Any) -> Any:
+    """Settings, read-only mappings and tuples back to dicts and lists (JSON's forms)."""
+    if isinstance(value, Settings):
+        return value.as_dict()
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _is_field_name(key: object) -> bool:
@@ -53,9 +63,3 @@ def freeze(value: Any, name: str = "config") -> Any:
     if isinstance(value, list | tuple):
         return tuple(freeze(item, name) for item in value)
     return value
-
-
-def fingerprint(*sections: Settings | Mapping | Any) -> str:
-    """A digest of whole config sections: equal exactly when every key is equal."""
-    plain = [s.as_dict() if isinstance(s, Settings) else s for s in sections]
-    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()

@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import importlib
 import inspect
-import json
 import os
 import sys
 import types
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from lfwcnn.cli import guarded
-from lfwcnn.config import CHECKOUT, DEFAULT_CONFIG, load_config
+from lfwcnn.config import CHECKOUT, DEFAULT_CONFIG, load_config, read_step_json
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.settings import Settings, freeze
 
@@ -52,6 +51,11 @@ STEPS = {
 
 
 
+def _is_section(hint: Any) -> bool:
+    """Whether a parameter's annotation asks for a config section."""
+    return isinstance(hint, type) and issubclass(hint, Settings)
+
+
 def step_function(name: str) -> Callable[..., Any]:
     if name not in STEPS:
         raise LfwcnnError(f"unknown step {name!r}; steps: {', '.join(sorted(STEPS))}")
@@ -65,12 +69,14 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
         if value is None or (isinstance(value, str | Sequence) and len(value) == 0):
             return None  # an optional input a rule left out (Snakemake gives an empty list)
         return _convert(name, value, next(arg for arg in args if arg is not type(None)))
+    if isinstance(value, list) and origin is not list:
+        raise LfwcnnError(f"{name} is given {len(value)} times; it takes one value")
     if origin is list:
         items = [value] if isinstance(value, str | os.PathLike) else list(value)
         return [_convert(name, item, args[0] if args else Any) for item in items]
     if hint is Path:
         return Path(value)
-    if isinstance(hint, type) and issubclass(hint, Settings):
+    if _is_section(hint):
         if not isinstance(value, Mapping | Settings):
             raise LfwcnnError(f"{name} is a config section: give it in a config file "
                               "(--configfile), not as a value")
@@ -111,13 +117,8 @@ def call(function: Callable[..., Any], values: Mapping[str, Any],
 
 def _params(params: Mapping[str, Any]) -> dict[str, Any]:
     """A rule's params, JSON strings decoded (how rules pass strings past Snakemake's report)."""
-    decoded = {}
-    for key, value in params.items():
-        try:
-            decoded[key] = json.loads(value) if isinstance(value, str) else value
-        except ValueError:
-            raise LfwcnnError(f"params.{key} is not JSON (give it with step_json)") from None
-    return decoded
+    return {key: read_step_json(value, f"params.{key}") if isinstance(value, str) else value
+            for key, value in params.items()}
 
 
 @contextlib.contextmanager
@@ -154,17 +155,16 @@ def _from_command_line(values: Sequence[str]) -> dict[str, Any]:
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise LfwcnnError(f"{item!r}: give values as NAME=VALUE")
-        pairs[name] = [*pairs[name], value] if isinstance(pairs.get(name), list) else (
-            [pairs[name], value] if name in pairs else value)
-    return pairs
+        pairs.setdefault(name, []).append(value)
+    return {name: values[0] if len(values) == 1 else values for name, values in pairs.items()}
 
 
 def _usage(name: str) -> str:
     """One line of help: a step and the names it takes (config sections in brackets)."""
     function = step_function(name)
     hints = typing.get_type_hints(function)
-    names = [f"[{p}]" if isinstance(hints.get(p), type) and issubclass(hints[p], Settings)
-             else p for p in inspect.signature(function).parameters]
+    names = [f"[{p}]" if _is_section(hints.get(p)) else p
+             for p in inspect.signature(function).parameters]
     return f"  {name} {' '.join(names)}"
 
 
@@ -176,8 +176,7 @@ def run_step(
     from config/config.yaml. What ``python -m lfwcnn`` does, callable from Python."""
     function = step_function(name)
     hints = typing.get_type_hints(function)
-    sections = [key for key, hint in hints.items() if key not in values
-                and isinstance(hint, type) and issubclass(hint, Settings)]
+    sections = [key for key, hint in hints.items() if key not in values and _is_section(hint)]
     if sections and config is None:
         config = load_config([DEFAULT_CONFIG])
     section = config.__getitem__ if isinstance(config, Mapping) else config.__getattribute__
@@ -185,25 +184,29 @@ def run_step(
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, whose usage errors are one ``error:`` line like every other."""
+    """argparse, whose usage errors are one ``error:`` line like every other, and whose help
+    lists every step (built only when asked: it imports every step's module)."""
 
     def error(self, message: str) -> typing.NoReturn:
         raise LfwcnnError(f"{message} (python -m lfwcnn --help lists the steps)")
 
+    def format_help(self) -> str:
+        self.epilog = (
+            "steps and the NAMEs they take (a rule's input, output, params, wildcards; "
+            "[section]: from the config files):\n" + "\n".join(map(_usage, sorted(STEPS)))
+            + f"\nconfig: {DEFAULT_CONFIG.relative_to(CHECKOUT)} with each --configfile "
+            "merged over it, checked by the schema")
+        return super().format_help()
+
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run one step of the pipeline by hand, as its rule runs it."""
-    parser = _Parser(
-        prog="python -m lfwcnn", description=main.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="steps and the NAMEs they take (a rule's input, output, params, wildcards; "
-               "[section]: from the config files):\n" + "\n".join(map(_usage, sorted(STEPS)))
-               + f"\nconfig: {DEFAULT_CONFIG.relative_to(CHECKOUT)} with each --configfile "
-               "merged over it, checked by the schema")
+    parser = _Parser(prog="python -m lfwcnn", description=main.__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", nargs="?")
     parser.add_argument("values", nargs="*", metavar="NAME=VALUE")
     parser.add_argument("--configfile", action="append", default=[], metavar="FILE")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.step is None:
         parser.error("give a step")
     config = load_config([DEFAULT_CONFIG, *args.configfile]) if args.configfile else None

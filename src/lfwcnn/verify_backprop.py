@@ -30,6 +30,7 @@ import numpy as np
 from lfwcnn import backprop, fig4
 from lfwcnn.atomic import write_text
 from lfwcnn.errors import LfwcnnError
+from lfwcnn.ownership import check_outputs
 from lfwcnn.settings import Settings
 
 # Before the lazy TensorFlow imports in the functions below.
@@ -431,6 +432,7 @@ def _failure_summary(report: dict) -> str:
 def verify_backprop(*, check_json: Path, fig4_html: Path, backprop: Settings) -> None:
     """Step: run the checks of section 2 (``backprop.cases`` random layers, seeded) and write
     their summary and the Fig. 4 worked example (``backprop`` is the config section here)."""
+    check_outputs({"check_json": check_json, "fig4_html": fig4_html})
     report, tables = run_checks(backprop.cases, backprop.seed)
     write_text(check_json, json.dumps(_jsonable(report), indent=2, allow_nan=False) + "\n")
     write_text(fig4_html, fig4.render_fragment(report, tables))
