@@ -50,7 +50,6 @@ STEPS = {
 }
 
 
-
 def _is_section(hint: Any) -> bool:
     """Whether a parameter's annotation asks for a config section."""
     return isinstance(hint, type) and issubclass(hint, Settings)
@@ -70,7 +69,9 @@ def _convert(name: str, value: Any, hint: Any) -> Any:
             return None  # an optional input a rule left out (Snakemake gives an empty list)
         return _convert(name, value, next(arg for arg in args if arg is not type(None)))
     if isinstance(value, list) and origin is not list:
-        raise LfwcnnError(f"{name} is given {len(value)} times; it takes one value")
+        if len(value) != 1:
+            raise LfwcnnError(f"{name} is given {len(value)} times; it takes one value")
+        value = value[0]  # a rule's input function may return a one-item list
     if origin is list:
         items = [value] if isinstance(value, str | os.PathLike) else list(value)
         return [_convert(name, item, args[0] if args else Any) for item in items]
