@@ -64,7 +64,7 @@ def sync_workspace(root: str | os.PathLike = ".", records: Any = None) -> dict[s
         outs = [out.fs_path for stage in stages for out in stage.outs]
         verified, clean = [], []
         for stage in stages:
-            changed = {str(o): o.workspace_status() for o in stage.outs if o.workspace_status()}
+            changed = {str(o): status for o in stage.outs if (status := o.workspace_status())}
             # DVC's hash cache trusts a file `dvc checkout` copied from a corrupted cache file
             for out in (o for o in stage.outs if "deleted" not in changed.get(str(o), {}).values()):
                 bad = corrupted(out)

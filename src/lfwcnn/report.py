@@ -25,8 +25,8 @@ from lfwcnn.settings import Settings
 log = logging.getLogger(__name__)
 
 
-# the inputs of which several may be given
-LISTS = ("splits", "histories", "train_infos", "metrics", "activation_grids")
+# write_report's parameters that are not files it reads (the rest are report_context.Inputs)
+NOT_FILES = ("html", "report", "run_config", "benchmarks")
 
 
 def render(context: dict) -> str:
@@ -71,29 +71,16 @@ def write_report(
     is shown as not run (the workflow gives every one it has; the activations need all of
     theirs). ``timings`` are the activations' benchmark files: the report reads every
     benchmark file below ``benchmarks``."""
+    files = {name: value for name, value in locals().items() if name not in NOT_FILES}
     if run_config is not None and not isinstance(run_config, Mapping):
         raise LfwcnnError("run_config is the whole config of a run (a mapping, as the rule "
                           "gives it), not a value")
-    files: dict[str, Path | list[Path] | None] = {
-        "summary": summary, "source": source, "manifest": manifest, "dataset": dataset,
-        "splits": splits, "histories": histories, "train_infos": train_infos,
-        "metrics": metrics, "aggregate": aggregate, "accuracy_by_seed": accuracy_by_seed,
-        "curves_figure": curves_figure, "accuracy_figure": accuracy_figure,
-        "confusion_figure": confusion_figure, "confusion_table": confusion_table,
-        "per_class": per_class, "activation_summary": activation_summary,
-        "activation_record": activation_record, "activation_manifest": activation_manifest,
-        "activation_input": activation_input, "activation_sparsity": activation_sparsity,
-        "activation_grids": activation_grids, "backprop_json": backprop_json,
-        "backprop_html": backprop_html, "sweep_summary": sweep_summary,
-        "sweep_figure": sweep_figure,
-    }
     check_outputs({"html": html}, {
-        **{label: path for label, path in files.items() if not isinstance(path, list)},
-        **{key: path for label, paths in {**files, "timings": timings}.items()
-           if isinstance(paths, list) for key, path in listed(label, paths).items()}})
-    given = {label: [str(p) for p in path] if isinstance(path, list)
-             else () if label in LISTS else None if path is None else str(path)
-             for label, path in files.items()}
+        key: path for label, value in files.items() if value is not None
+        for key, path in (listed(label, value) if isinstance(value, list) else
+                          {label: value}).items()})
+    given = {label: [str(p) for p in value] if isinstance(value, list) else str(value)
+             for label, value in files.items() if value is not None and label != "timings"}
     inputs = Inputs(**given, benchmarks=None if benchmarks is None else str(benchmarks),
                     config=run_config or {}, repo=package_checkout(), title=report.title)
     context = build_context(inputs)
