@@ -1,14 +1,9 @@
 """Fig. 4 of the paper, equation by equation: a 3x3 input X, a 2x2 filter F, stride 1.
 
-Section 2 writes out every product in the forward pass (Eqs. 1-4), in dL/dF (Eqs. 5-10)
-and in dL/dX (Eqs. 11-21). This module
-
-* transcribes those products from the paper (``PAPER_*``, :func:`paper_terms`),
-* reads the same products off :mod:`lfwcnn.backprop` by feeding it one-hot inputs
-  (:func:`code_terms`) and compares the two equation by equation (:func:`compare_equations`),
-* works the example with small integers (:func:`worked_numbers`, :func:`paper_numbers`),
-* and renders claim C3's HTML fragment with its tables
-  (:func:`worked_tables`, :func:`render_fragment`).
+Section 2 writes out every product in the forward pass (Eqs. 1-4), in dL/dF (Eqs. 5-10) and
+in dL/dX (Eqs. 11-21). This module transcribes them (``PAPER_*``), reads the same products
+off :mod:`lfwcnn.backprop` by feeding it one-hot inputs (:func:`code_terms`), compares the
+two, works the example with small integers and renders claim C3's HTML fragment.
 
 Subscripts are the paper's, 1-based, as strings: "12" is row 1, column 2. A product is a
 pair of subscripts: ("12", "11") in O_12 is X_12 F_11 (Eq. 2).
@@ -17,6 +12,7 @@ pair of subscripts: ("12", "11") in O_12 is X_12 F_11 (Eq. 2).
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import product
 
 import numpy as np
 from markupsafe import Markup
@@ -33,9 +29,9 @@ PAPER_FORWARD = {
     "22": [("22", "11"), ("23", "12"), ("32", "21"), ("33", "22")],
 }
 FORWARD_EQUATION = {"11": 1, "12": 2, "21": 3, "22": 4}
-# Eq. (5): dO_11/dF_pq = X_ab, as F index -> X index; Eq. (11): dO_11/dX_ab = F_pq.
-PAPER_EQ5 = {"11": "11", "12": "12", "21": "21", "22": "22"}
-PAPER_EQ11 = {"11": "11", "12": "12", "21": "21", "22": "22"}
+# Eq. (5), dO_11/dF_pq = X_ab, and Eq. (11), dO_11/dX_ab = F_pq (0 for any other X_ab), print
+# the same index map: F index -> X index, and X index -> F index.
+PAPER_EQ5_EQ11 = {"11": "11", "12": "12", "21": "21", "22": "22"}
 # Eqs. (7)-(10) sum dL/dO_ij * dO_ij/dF_pq over all four O_ij; the local gradients come
 # from Eqs. (1)-(4), so paper_terms derives these products from PAPER_FORWARD.
 GRAD_FILTER_EQUATION = {"11": 7, "12": 8, "21": 9, "22": 10}
@@ -58,6 +54,8 @@ X = np.arange(1.0, 10.0).reshape(3, 3)
 F = np.array([[2.0, -1.0], [1.0, 3.0]])
 D_OUT = np.array([[1.0, -2.0], [3.0, 2.0]])
 ALPHA = 0.125
+# the two matrices each result is bilinear in, in the order the paper writes its products
+FACTORS = {"O": ("x", "f"), "dF": ("d_out", "x"), "dX": ("d_out", "f")}
 
 
 def _label(index: tuple[int, ...]) -> str:
@@ -70,36 +68,15 @@ def _index(label: str) -> tuple[int, ...]:
     return tuple(int(c) - 1 for c in label)
 
 
-def _one_hot(shape: tuple[int, ...], index: tuple[int, ...]) -> np.ndarray:
-    a = np.zeros(shape)
-    a[index] = 1.0
-    return a
-
-
-def as_image(a: np.ndarray) -> np.ndarray:
-    """A 2-D X, O or dL/dO as a one-image, one-channel NHWC array."""
-    return a[None, :, :, None]
-
-
-def as_kernel(f: np.ndarray) -> np.ndarray:
-    """A 2-D filter as a one-channel, one-filter (kh, kw, c_in, c_out) array."""
-    return f[:, :, None, None]
-
-
-# --- the example through lfwcnn.backprop ---------------------------------------------------
-
-SHAPES = {"x": (3, 3), "f": (2, 2), "d_out": (2, 2)}
-# the two matrices each result is bilinear in, in the order the paper writes its products
-FACTORS = {"O": ("x", "f"), "dF": ("d_out", "x"), "dX": ("d_out", "f")}
+def as_4d(d_out: np.ndarray, x: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The 2-D dL/dO, X and F as one-image, one-channel NHWC arrays and a (kh, kw, 1, 1) filter."""
+    return d_out[None, :, :, None], x[None, :, :, None], f[:, :, None, None]
 
 
 def example(x: np.ndarray, f: np.ndarray, d_out: np.ndarray) -> dict[str, np.ndarray]:
-    """O (Eqs. 1-4), dL/dF (Eqs. 7-10) and dL/dX (Eqs. 13-21) of the paper's 2-D X, F, dL/dO.
-
-    Fig. 4 is one image, one channel and one filter: each result is one call of the very
-    functions the backprop check tests, on those layouts.
-    """
-    x4, f4, d4 = as_image(x), as_kernel(f), as_image(d_out)
+    """O (Eqs. 1-4), dL/dF (Eqs. 7-10) and dL/dX (Eqs. 13-21) of the paper's 2-D X, F, dL/dO:
+    one call each of the very functions the backprop check tests."""
+    d4, x4, f4 = as_4d(d_out, x, f)
     return {
         "O": backprop.conv2d_forward(x4, f4)[0, :, :, 0],
         "dF": backprop.grad_filter(x4, d4, f.shape)[:, :, 0, 0],
@@ -107,22 +84,19 @@ def example(x: np.ndarray, f: np.ndarray, d_out: np.ndarray) -> dict[str, np.nda
     }
 
 
-# --- the products, read off the code and transcribed from the paper ----------------------
+def code_terms() -> tuple[dict[str, Terms], list[str]]:
+    """The products a_k * b_l in each entry of O (X, F), dL/dF (dL/dO, X) and dL/dX (dL/dO, F).
 
-
-def read_off_terms(result: str) -> tuple[Terms, list[str]]:
-    """Which products a_k * b_l make up each entry of ``result`` ("O", "dF" or "dX").
-
-    Feeds one-hot a and b (the result's two factors, the third matrix zero): an entry is 1
-    exactly where the paper's equation must contain the term a_k b_l. Coefficients other than
-    0 or 1 are returned as problems.
+    Feeds :func:`example` one-hot a and b (the third matrix zero): an entry is 1 exactly where
+    the paper's equation must have a_k b_l. Other coefficients than 0 and 1 are problems.
     """
-    a, b = FACTORS[result]
-    terms: Terms = {}
+    zeros = {"x": np.zeros_like(X), "f": np.zeros_like(F), "d_out": np.zeros_like(D_OUT)}
+    found: dict[str, Terms] = {}
     problems: list[str] = []
-    for ia in np.ndindex(SHAPES[a]):
-        for ib in np.ndindex(SHAPES[b]):
-            matrices = {name: np.zeros(shape) for name, shape in SHAPES.items()}
+    for result, (a, b) in FACTORS.items():
+        terms = found[result] = {}
+        for ia, ib in product(np.ndindex(zeros[a].shape), np.ndindex(zeros[b].shape)):
+            matrices = {name: m.copy() for name, m in zeros.items()}
             matrices[a][ia] = matrices[b][ib] = 1.0
             out = example(**matrices)[result]
             for io in np.ndindex(out.shape):
@@ -131,14 +105,7 @@ def read_off_terms(result: str) -> tuple[Terms, list[str]]:
                     terms[_label(io)].append((_label(ia), _label(ib)))
                 elif out[io] != 0.0:
                     problems.append(f"coefficient {out[io]} at {_label(io)}")
-    return terms, problems
-
-
-def code_terms() -> tuple[dict[str, Terms], list[str]]:
-    """The products in O (X, F), dL/dF (dL/dO, X) and dL/dX (dL/dO, F) as the code has them."""
-    found = {result: read_off_terms(result) for result in FACTORS}
-    return ({result: terms for result, (terms, _) in found.items()},
-            [problem for _, problems in found.values() for problem in problems])
+    return found, problems
 
 
 def paper_terms() -> dict[str, Terms]:
@@ -151,29 +118,23 @@ def paper_terms() -> dict[str, Terms]:
     return {"O": dict(PAPER_FORWARD), "dF": d_filter, "dX": d_input}
 
 
-def _local_gradient(terms: Terms) -> dict[str, list[str]]:
-    """Entry -> its partners in the products with dL/dO_11: dO_11/d(entry), Eqs. (5), (11)."""
-    return {key: [b for o, b in products if o == "11"] for key, products in terms.items()}
-
-
 def compare_equations(code: dict[str, Terms], paper: dict[str, Terms]) -> dict[str, bool]:
     """Eq. (1)-(5), (7)-(11), (13)-(21) -> whether the code has exactly the paper's products."""
 
-    def same(a: list[tuple[str, str]], b: list[tuple[str, str]]) -> bool:
-        return sorted(a) == sorted(b)
+    def local(terms: Terms) -> dict[str, list[str]]:
+        """Entry -> its partners in the products with dL/dO_11: dO_11/d(entry), Eqs. 5, 11."""
+        return {key: [b for o, b in products if o == "11"] for key, products in terms.items()}
 
-    result = {str(eq): same(code["O"][o], paper["O"][o]) for o, eq in FORWARD_EQUATION.items()}
-    result["5"] = _local_gradient(code["dF"]) == {f: [x] for f, x in PAPER_EQ5.items()}
-    for f_index, eq in GRAD_FILTER_EQUATION.items():
-        result[str(eq)] = same(code["dF"][f_index], paper["dF"][f_index])
-    local_x = _local_gradient(code["dX"])
-    result["11"] = local_x == {x: [PAPER_EQ11[x]] if x in PAPER_EQ11 else [] for x in local_x}
-    for x_index, (eq, products) in PAPER_GRAD_INPUT.items():
-        result[str(eq)] = same(code["dX"][x_index], products)
+    result = {}
+    for name, equation in (("O", FORWARD_EQUATION), ("dF", GRAD_FILTER_EQUATION),
+                           ("dX", {x: eq for x, (eq, _) in PAPER_GRAD_INPUT.items()})):
+        for key, eq in equation.items():
+            result[str(eq)] = sorted(code[name][key]) == sorted(paper[name][key])
+    result["5"] = local(code["dF"]) == {f: [x] for f, x in PAPER_EQ5_EQ11.items()}
+    local_x = local(code["dX"])
+    result["11"] = local_x == {x: [PAPER_EQ5_EQ11[x]] if x in PAPER_EQ5_EQ11 else []
+                               for x in local_x}
     return dict(sorted(result.items(), key=lambda kv: int(kv[0])))
-
-
-# --- the worked numbers --------------------------------------------------------------------
 
 
 def worked_numbers() -> dict[str, np.ndarray]:
@@ -183,22 +144,18 @@ def worked_numbers() -> dict[str, np.ndarray]:
             "F_new": backprop.sgd_update(F, results["dF"], ALPHA)}
 
 
-def _evaluate(terms: Terms, a: np.ndarray, b: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Sums of products a_k * b_l: the paper's equations with numbers put in."""
-    out = np.zeros(shape)
-    for key, products in terms.items():
-        out[_index(key)] = sum(a[_index(k)] * b[_index(m)] for k, m in products)
-    return out
-
-
 def paper_numbers() -> dict[str, np.ndarray]:
     """O, dL/dF and dL/dX of the example by the paper's equations (1)-(4), (7)-(10), (13)-(21)."""
+
+    def evaluate(terms: Terms, a: np.ndarray, b: np.ndarray, shape: tuple) -> np.ndarray:
+        out = np.zeros(shape)
+        for key, products in terms.items():
+            out[_index(key)] = sum(a[_index(k)] * b[_index(m)] for k, m in products)
+        return out
+
     paper = paper_terms()
-    return {
-        "O": _evaluate(paper["O"], X, F, (2, 2)),
-        "dF": _evaluate(paper["dF"], D_OUT, X, (2, 2)),
-        "dX": _evaluate(paper["dX"], D_OUT, F, (3, 3)),
-    }
+    return {"O": evaluate(paper["O"], X, F, (2, 2)), "dF": evaluate(paper["dF"], D_OUT, X, (2, 2)),
+            "dX": evaluate(paper["dX"], D_OUT, F, (3, 3))}
 
 
 # --- the HTML fragment (templates/fig4.html.j2) ------------------------------------------
@@ -222,53 +179,30 @@ def _products(terms: Terms, a: str, b: str) -> Callable[[str], Markup]:
 
 def _table(caption, values, expr, equation=lambda key: None) -> dict:
     """One small table: per entry its symbolic expression, equation number and value."""
-    rows = [
-        [
-            {"expr": expr(_label((i, j))), "eq": equation(_label((i, j))), "value": f"{v:.6g}"}
-            for j, v in enumerate(row)
-        ]
-        for i, row in enumerate(values)
-    ]
+    rows = [[{"expr": expr(_label((i, j))), "eq": equation(_label((i, j))), "value": f"{v:.6g}"}
+             for j, v in enumerate(row)] for i, row in enumerate(values)]
     return {"caption": caption, "rows": rows}
 
 
 def worked_tables(code: dict[str, Terms], numbers: dict[str, np.ndarray]) -> list[dict]:
     """X, F, O, dL/dO, dL/dF, rot180(F), dL/dX and F after Eq. (22), symbols from the code."""
     d_o = PARTIAL + "O"
-
-    def rotated(key: str) -> Markup:
-        return _sym("F", "".join(str(3 - int(c)) for c in key))
-
     return [
         _table("X (input)", numbers["X"], lambda k: _sym("X", k)),
         _table("F (filter)", numbers["F"], lambda k: _sym("F", k)),
-        _table(
-            "O: valid convolution of X with F, Eqs. (1)-(4)",
-            numbers["O"],
-            _products(code["O"], "X", "F"),
-            FORWARD_EQUATION.get,
-        ),
+        _table("O: valid convolution of X with F, Eqs. (1)-(4)", numbers["O"],
+               _products(code["O"], "X", "F"), FORWARD_EQUATION.get),
         _table(PARTIAL + "O (given)", numbers["dO"], lambda k: _sym(d_o, k)),
-        _table(
-            PARTIAL + "F: valid convolution of X with " + d_o + ", Eqs. (7)-(10)",
-            numbers["dF"],
-            _products(code["dF"], d_o, "X"),
-            GRAD_FILTER_EQUATION.get,
-        ),
-        _table("F rotated by 180\u00b0", np.rot90(numbers["F"], 2), rotated),
-        _table(
-            PARTIAL + "X: full convolution of " + d_o + " with F rotated by 180\u00b0, "
-            "Eqs. (13)-(21)",
-            numbers["dX"],
-            _products(code["dX"], d_o, "F"),
-            lambda k: PAPER_GRAD_INPUT[k][0],
-        ),
-        _table(
-            f"F after Eq. (22) with \u03b1 = {ALPHA}",
-            numbers["F_new"],
-            lambda k: _sym("F", k) + Markup(" &minus; &alpha;&middot;") + _sym(PARTIAL + "F", k),
-            lambda k: 22,
-        ),
+        _table(PARTIAL + "F: valid convolution of X with " + d_o + ", Eqs. (7)-(10)",
+               numbers["dF"], _products(code["dF"], d_o, "X"), GRAD_FILTER_EQUATION.get),
+        _table("F rotated by 180\u00b0", np.rot90(numbers["F"], 2),
+               lambda k: _sym("F", "".join(str(3 - int(c)) for c in k))),
+        _table(PARTIAL + "X: full convolution of " + d_o + " with F rotated by 180\u00b0, "
+               "Eqs. (13)-(21)", numbers["dX"], _products(code["dX"], d_o, "F"),
+               lambda k: PAPER_GRAD_INPUT[k][0]),
+        _table(f"F after Eq. (22) with \u03b1 = {ALPHA}", numbers["F_new"],
+               lambda k: _sym("F", k) + Markup(" &minus; &alpha;&middot;") + _sym(PARTIAL + "F", k),
+               lambda k: 22),
     ]
 
 
