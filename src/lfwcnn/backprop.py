@@ -1,13 +1,10 @@
 """Backpropagation through a convolutional layer, written as the paper derives it (section 2).
 
-On Fig. 4's 3x3 input X and 2x2 filter F: the forward pass O = X (*) F is a *valid*
-convolution (Eqs. 1-4), dL/dF the valid convolution of X with dL/dO (Eqs. 5-10), dL/dX the
-*full* convolution of dL/dO with F rotated by 180 degrees (Eqs. 11-21), and F_new = F_old -
-alpha dL/dF (Eq. 22). Every gradient uses the one routine :func:`correlate_valid`, so the code
-reads as the claim. As in CNN libraries and Eqs. 1-4, "convolution" is cross-correlation.
-
-Beyond the paper's example: a batch, several channels and filters (Fig. 3), strides. Layouts
-follow Keras: NHWC inputs, (kh, kw, c_in, c_out) filters; padding is "valid".
+The forward pass O = X (*) F is a *valid* convolution (Eqs. 1-4), dL/dF the valid convolution
+of X with dL/dO (Eqs. 5-10), dL/dX the *full* convolution of dL/dO with F rotated by 180
+degrees (Eqs. 11-21), all by the one routine :func:`correlate_valid` ("convolution" is
+cross-correlation, as in Eqs. 1-4 and Keras). Beyond Fig. 4's example: batches, several
+channels and filters (Fig. 3), strides; Keras layouts (NHWC, (kh, kw, c_in, c_out) filters).
 """
 
 from __future__ import annotations
@@ -16,10 +13,8 @@ import numpy as np
 
 
 def _windows(x: np.ndarray, kh: int, kw: int, stride: int, what: str) -> np.ndarray:
-    """The kh x kw windows of NHWC ``x`` that a valid convolution or pooling reads.
-
-    Returns (N, Ho, Wo, kh, kw, C) with Ho = (H - kh) // stride + 1 and likewise Wo.
-    """
+    """The kh x kw windows of NHWC ``x`` a valid convolution or pooling reads: (N, Ho, Wo, kh,
+    kw, C) with Ho = (H - kh) // stride + 1 and likewise Wo."""
     h, w = x.shape[1:3]
     if kh > h or kw > w:
         raise ValueError(f"{what} {kh}x{kw} is larger than the input {h}x{w}")
@@ -28,11 +23,8 @@ def _windows(x: np.ndarray, kh: int, kw: int, stride: int, what: str) -> np.ndar
 
 
 def correlate_valid(x: np.ndarray, kernel: np.ndarray, stride: int = 1) -> np.ndarray:
-    """Slide ``kernel`` over ``x`` without padding (Figs. 2-3; Eqs. 1-4 for one channel).
-
-    Each output entry is the sum of the window times the kernel over the input channels too
-    (Fig. 3). x: (N, H, W, C_in); kernel: (kh, kw, C_in, C_out); returns (N, Ho, Wo, C_out).
-    """
+    """Slide ``kernel`` (kh, kw, C_in, C_out) over ``x`` (N, H, W, C_in) without padding, summing
+    window times kernel over the input channels too (Figs. 2-3, Eqs. 1-4): (N, Ho, Wo, C_out)."""
     if kernel.shape[2] != x.shape[3]:
         raise ValueError(f"kernel has {kernel.shape[2]} input channels, input has {x.shape[3]}")
     windows = _windows(x, *kernel.shape[:2], stride, "kernel")
@@ -56,11 +48,8 @@ def rot180(kernel: np.ndarray) -> np.ndarray:
 
 
 def dilate(d_out: np.ndarray, stride: int) -> np.ndarray:
-    """Insert ``stride - 1`` zeros between the entries of dL/dO along H and W.
-
-    O_ij read the window at (s*i, s*j): spread out to that grid, dL/dO fits the stride-1
-    formulas of Eqs. (7)-(21) unchanged.
-    """
+    """Insert ``stride - 1`` zeros between the entries of dL/dO along H and W: O_ij read the
+    window at (s*i, s*j), and on that grid the stride-1 Eqs. (7)-(21) hold unchanged."""
     n, ho, wo, c = d_out.shape
     spread = np.zeros((n, stride * (ho - 1) + 1, stride * (wo - 1) + 1, c), dtype=d_out.dtype)
     spread[:, ::stride, ::stride, :] = d_out
@@ -68,10 +57,8 @@ def dilate(d_out: np.ndarray, stride: int) -> np.ndarray:
 
 
 def pad_full(a: np.ndarray, kh: int, kw: int) -> np.ndarray:
-    """Zero-pad H and W by kh-1 and kw-1 on both sides: a valid becomes a full convolution.
-
-    The border zeros are why Eq. (13) has one term and Eq. (17) four.
-    """
+    """Zero-pad H and W by kh-1 and kw-1 on both sides: a valid becomes a full convolution
+    (the border zeros are why Eq. (13) has one term and Eq. (17) four)."""
     return np.pad(a, ((0, 0), (kh - 1, kh - 1), (kw - 1, kw - 1), (0, 0)))
 
 
@@ -88,8 +75,7 @@ def grad_filter(
     kh, kw = kernel_size
     _, ho, wo, _ = d_out.shape
     read = x[:, : stride * (ho - 1) + kh, : stride * (wo - 1) + kw, :]
-    spread = dilate(d_out, stride)
-    grad = correlate_valid(read.transpose(3, 1, 2, 0), spread.transpose(1, 2, 0, 3))
+    grad = correlate_valid(read.transpose(3, 1, 2, 0), dilate(d_out, stride).transpose(1, 2, 0, 3))
     return grad.transpose(1, 2, 0, 3)
 
 
@@ -103,9 +89,8 @@ def grad_input(
     in/out axes swap. Rows or columns the forward pass never read get zero gradient.
     ``input_shape`` is X's shape (N, H, W, C_in), the shape returned.
     """
-    kh, kw = kernel.shape[:2]
     h, w = input_shape[1], input_shape[2]
-    padded = pad_full(dilate(d_out, stride), kh, kw)
+    padded = pad_full(dilate(d_out, stride), *kernel.shape[:2])
     d_x = correlate_valid(padded, rot180(kernel).transpose(0, 1, 3, 2))
     return np.pad(d_x, ((0, 0), (0, h - d_x.shape[1]), (0, w - d_x.shape[2]), (0, 0)))
 
@@ -127,9 +112,8 @@ def maxpool_backward(
 ) -> np.ndarray:
     """dL/dX of max pooling: each window passes its gradient to its maximum, the rest get 0.
 
-    The paper only says pooling follows "the similar procedure" (end of section 2.3).
-    Overlapping windows (stride < pool size) add up; ties go to the first maximum.
-    """
+    The paper says only "the similar procedure" (section 2.3). Overlapping windows add up;
+    ties go to the first maximum."""
     stride = pool_size if stride is None else stride
     windows = _windows(x, pool_size, pool_size, stride, "pool")
     n, ho, wo, _, _, c = windows.shape

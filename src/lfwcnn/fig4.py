@@ -49,10 +49,12 @@ PAPER_GRAD_INPUT = {
 }
 
 # Numbers for the tables (the figure itself has none): small integers, easy by hand, and a
-# learning rate for Eq. (22) that is exact in binary.
+# learning rate for Eq. (22) that is exact in binary, float32 too (Keras keeps it in a float32
+# variable, where 0.1 would be 1.5e-8 off, and the check compares one Keras SGD step).
 X = np.arange(1.0, 10.0).reshape(3, 3)
 F = np.array([[2.0, -1.0], [1.0, 3.0]])
 D_OUT = np.array([[1.0, -2.0], [3.0, 2.0]])
+EXAMPLE = {"x": X, "f": F, "d_out": D_OUT}
 ALPHA = 0.125
 # the two matrices each result is bilinear in, in the order the paper writes its products
 FACTORS = {"O": ("x", "f"), "dF": ("d_out", "x"), "dX": ("d_out", "f")}
@@ -68,15 +70,15 @@ def _index(label: str) -> tuple[int, ...]:
     return tuple(int(c) - 1 for c in label)
 
 
-def as_4d(d_out: np.ndarray, x: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The 2-D dL/dO, X and F as one-image, one-channel NHWC arrays and a (kh, kw, 1, 1) filter."""
-    return d_out[None, :, :, None], x[None, :, :, None], f[:, :, None, None]
+def as_4d(x: np.ndarray, f: np.ndarray, d_out: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The 2-D X, F and dL/dO as a one-image, one-channel NHWC X, a (kh, kw, 1, 1) F and dL/dO."""
+    return x[None, :, :, None], f[:, :, None, None], d_out[None, :, :, None]
 
 
 def example(x: np.ndarray, f: np.ndarray, d_out: np.ndarray) -> dict[str, np.ndarray]:
     """O (Eqs. 1-4), dL/dF (Eqs. 7-10) and dL/dX (Eqs. 13-21) of the paper's 2-D X, F, dL/dO:
     one call each of the very functions the backprop check tests."""
-    d4, x4, f4 = as_4d(d_out, x, f)
+    x4, f4, d4 = as_4d(x, f, d_out)
     return {
         "O": backprop.conv2d_forward(x4, f4)[0, :, :, 0],
         "dF": backprop.grad_filter(x4, d4, f.shape)[:, :, 0, 0],
@@ -90,7 +92,7 @@ def code_terms() -> tuple[dict[str, Terms], list[str]]:
     Feeds :func:`example` one-hot a and b (the third matrix zero): an entry is 1 exactly where
     the paper's equation must have a_k b_l. Other coefficients than 0 and 1 are problems.
     """
-    zeros = {"x": np.zeros_like(X), "f": np.zeros_like(F), "d_out": np.zeros_like(D_OUT)}
+    zeros = {name: np.zeros_like(m) for name, m in EXAMPLE.items()}
     found: dict[str, Terms] = {}
     problems: list[str] = []
     for result, (a, b) in FACTORS.items():
@@ -139,23 +141,21 @@ def compare_equations(code: dict[str, Terms], paper: dict[str, Terms]) -> dict[s
 
 def worked_numbers() -> dict[str, np.ndarray]:
     """X, F, dL/dO of the example and what the code makes of them, up to F after Eq. (22)."""
-    results = example(X, F, D_OUT)
+    results = example(**EXAMPLE)
     return {"X": X, "F": F, "dO": D_OUT, **results,
             "F_new": backprop.sgd_update(F, results["dF"], ALPHA)}
 
 
 def paper_numbers() -> dict[str, np.ndarray]:
     """O, dL/dF and dL/dX of the example by the paper's equations (1)-(4), (7)-(10), (13)-(21)."""
-
-    def evaluate(terms: Terms, a: np.ndarray, b: np.ndarray, shape: tuple) -> np.ndarray:
-        out = np.zeros(shape)
+    numbers = {}
+    for result, terms in paper_terms().items():
+        a, b = (EXAMPLE[name] for name in FACTORS[result])
+        # the largest subscript of each axis is its size: 2x2 or 3x3
+        out = numbers[result] = np.zeros([int(max(axis)) for axis in zip(*terms, strict=True)])
         for key, products in terms.items():
             out[_index(key)] = sum(a[_index(k)] * b[_index(m)] for k, m in products)
-        return out
-
-    paper = paper_terms()
-    return {"O": evaluate(paper["O"], X, F, (2, 2)), "dF": evaluate(paper["dF"], D_OUT, X, (2, 2)),
-            "dX": evaluate(paper["dX"], D_OUT, F, (3, 3))}
+    return numbers
 
 
 # --- the HTML fragment (templates/fig4.html.j2) ------------------------------------------
@@ -168,13 +168,9 @@ def _sym(name: str, sub: str) -> Markup:
 
 
 def _products(terms: Terms, a: str, b: str) -> Callable[[str], Markup]:
-    """Entry -> its products a_k·b_l as the code computes them, e.g. X_11·F_11 + ..."""
-
-    def expr(key: str) -> Markup:
-        products = [_sym(a, k) + Markup("&middot;") + _sym(b, m) for k, m in sorted(terms[key])]
-        return Markup(" + ").join(products) if products else Markup("0")
-
-    return expr
+    """Entry -> its products a_k·b_l as the code computes them, e.g. X_11·F_11 + ..., or 0."""
+    return lambda key: Markup(" + ").join(
+        _sym(a, k) + Markup("&middot;") + _sym(b, m) for k, m in sorted(terms[key])) or Markup("0")
 
 
 def _table(caption, values, expr, equation=lambda key: None) -> dict:

@@ -34,9 +34,6 @@ log = logging.getLogger(__name__)
 AUTODIFF_TOLERANCE = 1e-10
 NUMERICAL_TOLERANCE = 1e-6
 NUMERICAL_STEP = 1e-6
-# Keras keeps the learning rate in a float32 variable: 0.1 would become 0.10000000149 there
-# (a 1.5e-8 relative difference); 1/8 is exact in float32 and float64 alike.
-KERAS_LEARNING_RATE = fig4.ALPHA
 
 
 def relative_error(got: np.ndarray, want: np.ndarray) -> float:
@@ -72,7 +69,6 @@ def tape(layer: Callable, d_out: np.ndarray, *inputs: np.ndarray) -> tuple[np.nd
     return out.numpy(), *(g.numpy() for g in recorder.gradient(loss, tensors))
 
 
-
 def draw_case(rng: np.random.Generator) -> dict[str, int]:
     """Shapes as the issue asks (channels 1-4, filters 1-5, kernel 1-5, input 3-16, stride
     1-3), plus a max-pooling window (1-3, stride 1-3) for the pool check."""
@@ -96,10 +92,8 @@ def case_errors(case: dict[str, int], rng: np.random.Generator) -> dict[str, flo
     stride = case["stride"]
     out = backprop.conv2d_forward(x, kernel, bias, stride)
     d_out = rng.normal(size=out.shape)
-    tf_out, tf_dx, tf_df, tf_db = tape(
-        lambda nn, a, f, b: nn.conv2d(a, f, strides=stride, padding="VALID") + b,
-        d_out, x, kernel, bias,
-    )
+    tf_out, tf_dx, tf_df, tf_db = tape(lambda nn, a, f, b: nn.conv2d(a, f, stride, "VALID") + b,
+                                       d_out, x, kernel, bias)
     errors = {
         "forward": relative_error(out, tf_out),
         "filter": relative_error(backprop.grad_filter(x, d_out, kernel.shape[:2], stride), tf_df),
@@ -111,15 +105,13 @@ def case_errors(case: dict[str, int], rng: np.random.Generator) -> dict[str, flo
     out = backprop.maxpool_forward(x, size, stride)
     d_out = rng.normal(size=out.shape)
     tf_out, tf_dx = tape(lambda nn, a: nn.max_pool2d(a, size, stride, padding="VALID"), d_out, x)
-    _merge_max(errors, {
-        "forward": relative_error(out, tf_out),
-        "pool": relative_error(backprop.maxpool_backward(x, d_out, size, stride), tf_dx),
-    })
+    _merge_max(errors, {"forward": relative_error(out, tf_out)})
+    errors["pool"] = relative_error(backprop.maxpool_backward(x, d_out, size, stride), tf_dx)
     x = rng.normal(size=shape)
     x[rng.random(x.shape) < 0.2] = 0.0
     d_out = rng.normal(size=x.shape)
     tf_dx = tape(lambda nn, a: nn.relu(a), d_out, x)[1]
-    _merge_max(errors, {"relu": relative_error(backprop.relu_backward(x, d_out), tf_dx)})
+    errors["relu"] = relative_error(backprop.relu_backward(x, d_out), tf_dx)
     return errors
 
 
@@ -141,7 +133,6 @@ def check_autodiff(cases: int, rng: np.random.Generator) -> dict:
         "worst_case": worst_case,
         "pass": _all_within(worst, AUTODIFF_TOLERANCE),
     }
-
 
 
 def numerical_gradient(loss: Callable[[np.ndarray], float], at: np.ndarray) -> np.ndarray:
@@ -198,15 +189,14 @@ def check_numerical(rng: np.random.Generator, cases: int = 8) -> dict:
     }
 
 
-
 def check_fig4() -> tuple[dict, list[dict]]:
     """Eqs. (1)-(5), (7)-(11), (13)-(21) term by term, and the example's numbers against the
     paper's equations and TF. Returns the check's JSON and the Fig. 4 tables."""
     code, problems = fig4.code_terms()
     equations = fig4.compare_equations(code, fig4.paper_terms())
     numbers = fig4.worked_numbers()
-    tf_o, tf_dx, tf_df = tape(lambda nn, a, f: nn.conv2d(a, f, strides=1, padding="VALID"),
-                              *fig4.as_4d(fig4.D_OUT, fig4.X, fig4.F))
+    x4, f4, d4 = fig4.as_4d(**fig4.EXAMPLE)
+    tf_o, tf_dx, tf_df = tape(lambda nn, a, f: nn.conv2d(a, f, 1, "VALID"), d4, x4, f4)
     references = {
         "paper": fig4.paper_numbers(),
         "tf": {"O": tf_o[0, :, :, 0], "dF": tf_df[:, :, 0, 0], "dX": tf_dx[0, :, :, 0]},
@@ -226,7 +216,6 @@ def check_fig4() -> tuple[dict, list[dict]]:
                  and _all_within(errors, AUTODIFF_TOLERANCE)),
     }
     return result, fig4.worked_tables(code, numbers)
-
 
 
 def keras_step(x, kernel, bias, target, stride, learning_rate):
@@ -262,20 +251,19 @@ def check_keras_sgd(rng: np.random.Generator) -> dict:
     kernel = rng.normal(size=(3, 2, 3, 4)) * 0.5
     bias = rng.normal(size=4) * 0.1
     target = rng.normal(size=(3, 4, 4, 4))
-    mine_f, mine_b = numpy_step(x, kernel, bias, target, 2, KERAS_LEARNING_RATE)
-    keras_f, keras_b = keras_step(x, kernel, bias, target, 2, KERAS_LEARNING_RATE)
+    mine_f, mine_b = numpy_step(x, kernel, bias, target, 2, fig4.ALPHA)
+    keras_f, keras_b = keras_step(x, kernel, bias, target, 2, fig4.ALPHA)
     errors = {
         "filter": relative_error(mine_f, keras_f),
         "bias": relative_error(mine_b, keras_b),
         "filter_change": relative_error(mine_f - kernel, keras_f - kernel),
     }
     return {
-        "learning_rate": KERAS_LEARNING_RATE,
+        "learning_rate": fig4.ALPHA,
         "max_relative_error": errors,
         "tolerance": AUTODIFF_TOLERANCE,
         "pass": _all_within(errors, AUTODIFF_TOLERANCE),
     }
-
 
 
 def run_checks(cases: int, seed: int) -> tuple[dict, list[dict]]:
