@@ -31,7 +31,7 @@ with SLURM's client tools installed and its controller stopped (the outage case)
     no plugin (now: the default)   hidden          1.69 / 0.76    2.54 / 1.22
     no plugin (now: the default)   no controller   2.05 / 0.74    2.97 / 1.20
 
-Without the plugin the outage costs nothing (2.97 s against 11.36 s), and --version takes
+Without the plugin the outage costs nothing measurable (2.97 s against 11.36 s); --version takes
 0.3 s less CPU even without SLURM's tools. The goal is met in CPU seconds (1.2 s) but not in wall
 seconds on this loaded machine: what is left is Snakemake's own start-up (importing
 snakemake.cli alone takes ~0.6 s, python -X importtime) and the workflow's parsing.
