@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,3 +46,25 @@ def http_server() -> Iterator[ScriptedServer]:
 
 
 # ============================================================================ end data & download
+
+
+# ============================================================================ SLURM executor plugin
+# The cluster support is an extra (pip install -e '.[slurm]'): tests of the slurm profile skip
+# without it, with the reason, unless LFWCNN_REQUIRE_SLURM=1 (CI) makes that a failure.
+
+SLURM_PLUGINS = ("snakemake_executor_plugin_slurm", "snakemake_executor_plugin_slurm_jobstep")
+
+
+@pytest.fixture(scope="session")
+def slurm_plugin() -> None:
+    """Skips where the SLURM executor plugins are absent (fails, with LFWCNN_REQUIRE_SLURM=1)."""
+    missing = [name for name in SLURM_PLUGINS if importlib.util.find_spec(name) is None]
+    if missing:
+        message = (f"{', '.join(name.replace('_', '-') for name in missing)} not installed"
+                   " (`pip install -e '.[slurm]'` installs the cluster extra)")
+        if os.environ.get("LFWCNN_REQUIRE_SLURM") == "1":
+            pytest.fail(f"LFWCNN_REQUIRE_SLURM=1 but {message}", pytrace=False)
+        pytest.skip(message)
+
+
+# ============================================================================ end SLURM plugin

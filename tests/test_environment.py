@@ -14,7 +14,8 @@ def _pins(requirements):
 
 def test_environment_pins_match_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = _pins(project["dependencies"] + project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    wanted = _pins(project["dependencies"] + extras["test"] + extras["slurm"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(dep["pip"] for dep in env["dependencies"] if isinstance(dep, dict))
     assert _pins(pip_section) == wanted

@@ -1,7 +1,9 @@
 """The workflow profiles: both load, the slurm one keeps light rules off the cluster.
 
 None of these needs a SLURM cluster (tests/test_slurm.py runs the workflow through one): a
-dry run shows what a profile sets, and jobs of local rules never reach sbatch.
+dry run shows what a profile sets, and jobs of local rules never reach sbatch. The slurm
+profile's tests need the executor plugin, the `slurm` extra: without it they skip (conftest's
+slurm_plugin), and fail under LFWCNN_REQUIRE_SLURM=1.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ def overlay(source: str) -> dict:
 
 
 @pytest.mark.parametrize("profile", ["default", "slurm"])
-def test_profile_loads_and_sets_resources(profile, lfw_tree, tmp_path):
+def test_profile_loads_and_sets_resources(profile, lfw_tree, tmp_path, request):
+    if profile == "slurm":
+        request.getfixturevalue("slurm_plugin")
     settings = yaml.safe_load((PROFILES / profile / "config.yaml").read_text())
     assert isinstance(settings, dict) and settings["default-resources"]["gpu"] == 0
     project = make_project(tmp_path / "p", overlay(str(lfw_tree)))
@@ -72,7 +76,9 @@ def job_resources(output: str) -> dict[str, dict]:
     return found
 
 
-def test_slurm_profile_runs_light_rules_on_the_submit_host(lfw_archive, http_server, tmp_path):
+def test_slurm_profile_runs_light_rules_on_the_submit_host(
+    slurm_plugin, lfw_archive, http_server, tmp_path
+):
     """download, obtain and split never reach sbatch: this passes on a machine without SLURM."""
     http_server.route("/lfw-funneled.tgz", lfw_archive.read_bytes())
     project = make_project(tmp_path / "p", overlay(http_server.url("/lfw-funneled.tgz")))
@@ -92,11 +98,12 @@ def test_slurm_profile_runs_light_rules_on_the_submit_host(lfw_archive, http_ser
     assert (project / "data/split/funneled/seed1.csv").is_file()
 
 
-def test_missing_executor_plugin_is_named(lfw_tree, tmp_path):
+def test_missing_executor_plugin_is_named(lfw_tree, tmp_path, request):
     """A Python without snakemake-executor-plugin-slurm: Snakemake names the executor it lacks.
 
     The environment is this one with the plugin's files left out: its site-packages, entry by
-    entry, as links in an overlay folder (python -S: the overlay replaces site-packages).
+    entry, as links in an overlay folder (python -S: the overlay replaces site-packages). Without
+    the `slurm` extra that is the environment as it is, and the second half is skipped.
     """
     site = Path(sysconfig.get_paths()["purelib"])
     overlay_dir = tmp_path / "site-packages-without-slurm-plugin"
@@ -111,5 +118,6 @@ def test_missing_executor_plugin_is_named(lfw_tree, tmp_path):
     assert "argument --executor/-e: invalid choice: 'slurm'" in output, output[-2000:]
     assert not (project / "data").exists()
     # the same interpreter with the plugin back (site-packages restored) gets past that point
+    request.getfixturevalue("slurm_plugin")
     code, output = run_with_profile(project, "slurm", "-n")
     assert code == 0, output

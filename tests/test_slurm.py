@@ -1,8 +1,9 @@
 """The workflow through a real one-node SLURM cluster, with workflow/profiles/slurm.
 
 `bash .ci/slurm/start-slurm.sh` (root) installs and starts the cluster; .ci/run does so before
-the tests. Where there is none these tests are skipped with the reason, unless
-LFWCNN_REQUIRE_SLURM=1, which makes that a failure (CI sets it, so it cannot pass by skipping).
+the tests. They also need the executor plugin, the `slurm` extra (`pip install -e '.[slurm]'`).
+Where either is missing these tests are skipped with the reason, unless LFWCNN_REQUIRE_SLURM=1,
+which makes that a failure (CI sets it, so it cannot pass by skipping).
 Every job's rule is read back from SLURM's accounting (sacct), not from Snakemake's word.
 """
 
@@ -59,7 +60,8 @@ def cluster_problem() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def slurm_cluster() -> None:
+def slurm_cluster(slurm_plugin) -> None:
+    """The plugin first (conftest's slurm_plugin), then a cluster that answers."""
     problem = cluster_problem()
     if problem:
         message = f"{problem}; `bash {START_SCRIPT}` as root installs and starts a one-node cluster"
