@@ -117,7 +117,7 @@ def generate(root: Path) -> str:
             if path not in rule_files
         ]
         stages = {name[4:]: stage(targets[name], owner, sorted(helpers), root) for name in names}
-    body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=100)
+    body = yaml.safe_dump({"stages": stages}, sort_keys=False, width=76, default_flow_style=None)
     return f"{HEAD}\n{body}\n{TAIL.read_text(encoding='utf-8')}"
 
 
