@@ -33,7 +33,6 @@ from lfwcnn.sources import HEAD_BYTES, archive_format, expected_digests, source_
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 1 << 20
-MAX_BACKOFF_S = 60.0
 
 
 class _TransientError(Exception):
@@ -60,10 +59,23 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
     if dest.exists() or dest.is_symlink():
         return _reuse_existing(url, dest, sha256=sha256, md5=md5)
     log.info("downloading %s to %s", url, dest)
+    ends, attempts, reason = _Deadline(url, deadline), retries + 1, ""
     with atomic_path(dest) as tmp:
-        _fetch_with_retries(url, tmp, attempts=retries + 1, timeout=timeout,
-                            deadline=_Deadline(url, deadline), backoff=backoff,
+        for attempt in range(1, attempts + 1):
+            ends.check(received=0)
+            try:
+                _fetch_once(url, tmp, timeout=timeout, deadline=ends,
                             label=dest.name if progress else None)
+                break
+            except _TransientError as err:
+                reason = str(err)
+            if attempt < attempts:
+                delay = min(backoff * 2 ** (attempt - 1), 60.0)  # at most a minute apart
+                log.warning("attempt %d/%d for %s failed (%s); retrying in %.1f s",
+                            attempt, attempts, url, reason, delay)
+                time.sleep(max(0.0, min(delay, ends.left())))
+        else:
+            raise LfwcnnError(f"download of {url} failed after {attempts} attempts: {reason}")
         if sha256 or md5:
             verify_checksum(tmp, sha256=sha256, md5=md5, source=url)
         else:
@@ -105,25 +117,6 @@ class _Deadline:
                 f"download of {self.url} did not finish within its deadline of "
                 f"{self.seconds:g} s (data.download.deadline_s); {received} bytes received"
             )
-
-
-def _fetch_with_retries(url: str, target: Path, *, attempts: int, timeout: float,
-                        deadline: _Deadline, backoff: float, label: str | None) -> None:
-    """Run up to ``attempts`` fetches with exponential backoff; one error line if all fail."""
-    reason = ""
-    for attempt in range(1, attempts + 1):
-        deadline.check(received=0)
-        try:
-            _fetch_once(url, target, timeout=timeout, deadline=deadline, label=label)
-            return
-        except _TransientError as err:
-            reason = str(err)
-        if attempt < attempts:
-            delay = min(backoff * 2 ** (attempt - 1), MAX_BACKOFF_S)
-            log.warning("attempt %d/%d for %s failed (%s); retrying in %.1f s",
-                        attempt, attempts, url, reason, delay)
-            time.sleep(max(0.0, min(delay, deadline.left())))
-    raise LfwcnnError(f"download of {url} failed after {attempts} attempts: {reason}")
 
 
 def _fetch_once(
@@ -174,11 +167,8 @@ def _fetch_once(
         raise _TransientError(
             f"cannot connect: {match.group(1).strip() if match else type(err).__name__}"
         ) from err
-    except (
-        requests.exceptions.ChunkedEncodingError,
-        urllib3.exceptions.ProtocolError,
-        ConnectionError,
-    ) as err:
+    except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError,
+            ConnectionError) as err:
         raise _TransientError(_dropped(received, total)) from err
     except requests.RequestException as err:
         raise LfwcnnError(f"download of {url} failed: {type(err).__name__}: {err}") from err
@@ -187,10 +177,8 @@ def _fetch_once(
 
 
 def _check_archive_head(url: str, response: requests.Response, head: bytes) -> None:
-    """Refuse a body that is not a gzip or tar archive (an HTML login page), from its start.
-
-    Not retried: the same URL would send the same page again.
-    """
+    """Refuse a body that is not a gzip or tar archive (an HTML login page), from its start;
+    not retried: the same URL would send the same page again."""
     if archive_format(head) is None:
         kind = response.headers.get("Content-Type") or "no content type"
         raise LfwcnnError(
@@ -203,9 +191,8 @@ def _dropped(received: int, total: int | None) -> str:
     return f"connection dropped after {received} of {total if total is not None else '?'} bytes"
 
 
-def file_digests(
-    path: str | os.PathLike, algorithms: Sequence[str] = ("sha256", "md5")
-) -> dict[str, str]:
+def file_digests(path: str | os.PathLike,
+                 algorithms: Sequence[str] = ("sha256", "md5")) -> dict[str, str]:
     """Hex digests of ``path`` for each algorithm, in one chunked pass (archives are large)."""
     hashers = {name: hashlib.new(name) for name in algorithms}
     try:
@@ -241,16 +228,13 @@ def verify_checksum(path: str | os.PathLike, *, sha256: str | None = None,
 def extract_archive(
     archive: str | os.PathLike, dest_dir: str | os.PathLike, limits: Settings | None = None
 ) -> Path:
-    """Unpack a .tgz/.tar into ``dest_dir``; return the folder that holds the person folders.
+    """Unpack a .tgz/.tar into ``dest_dir``, capped by ``limits`` (``data.extract``, the
+    config's if ``None``); return the one top folder (``lfw/``, ...) if that is all there is.
 
-    ``limits`` caps it (``data.extract``; the config's defaults if ``None``). LFW archives hold
-    only folders and regular files, so that is all this accepts: a first pass checks every
-    member (type, path, count, declared size) before anything is written; a second writes the
-    files itself, each created relative to its parent folder without following links, counting
-    the bytes that really come out. So nothing rests on tarfile's extraction filter (bypassable
-    on Python 3.11 before 3.11.13 and 3.12 before 3.12.11). The tree is filled in a temporary
-    sibling, so a refused archive leaves nothing. When there is exactly one top folder
-    (``lfw/``, ``lfw_funneled/``, ...), that inner folder is returned.
+    LFW archives hold only folders and regular files, so that is all this accepts, checked
+    before anything is written; files are created relative to their parent folder without
+    following links, so nothing rests on tarfile's extraction filter (bypassable on Python 3.11
+    before 3.11.13 and 3.12 before 3.12.11). A refused archive leaves nothing behind.
     """
     archive, dest_dir = Path(archive), Path(dest_dir)
     limits = limits or default_settings().data.extract
@@ -294,15 +278,12 @@ class _CappedStream:
         self.archive, self.limits, self.position = archive, limits, 0
         # room for headers and padding: a few blocks per member on top of the members' bytes
         self.budget = limits.max_total_bytes + limits.max_members * 4 * tarfile.BLOCKSIZE
-        self._file = open(archive, "rb")  # noqa: SIM115 - closed by __exit__
+        self._file = open(archive, "rb")  # noqa: SIM115 - closed by close
         compressed = archive_format(self._file.read(HEAD_BYTES)) == "gzip"
         self._file.seek(0)
         self._raw = gzip.GzipFile(fileobj=self._file, mode="rb") if compressed else self._file
 
-    def __enter__(self) -> _CappedStream:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
+    def close(self) -> None:
         self._raw.close()
         self._file.close()
 
@@ -335,15 +316,14 @@ class _CappedStream:
 
 
 def _read_members(archive: Path, limits: Settings, root_fd: int | None = None) -> None:
-    """One pass over the members, read lazily so that nothing piles up before the caps apply.
-
+    """One pass over the members, read lazily so nothing piles up before the caps apply.
     Without ``root_fd`` (the first pass) refuse the archive for any member before a byte is
-    written; with it, write folders and files below it, counting what really comes out. Every
-    per-member check runs in both passes: the writer never relies on the first alone.
-    """
+    written; with it, write below it, counting what really comes out. Every per-member check
+    runs in both passes: the writer never relies on the first alone."""
     count, total = 0, 0
     kinds: dict[tuple[str, ...], str] = {}
-    with _CappedStream(archive, limits) as stream, tarfile.open(fileobj=stream, mode="r:") as tar:
+    with (contextlib.closing(_CappedStream(archive, limits)) as stream,
+          tarfile.open(fileobj=stream, mode="r:") as tar):
         while (member := tar.next()) is not None:
             tar.members.clear()  # tarfile keeps every header; a pass needs only the current one
             count += 1
@@ -393,32 +373,25 @@ def _check_caps(
             f"(data.extract.max_members), refused at {_shown(member.name)}"
         )
     if member.size > limits.max_member_bytes:
-        raise _over_member_cap(archive, member, limits)
+        raise _over_cap(archive, member, limits)
     if total > limits.max_total_bytes:
-        raise _over_total_cap(archive, member, limits)
+        raise _over_cap(archive, member, limits, total=True)
 
 
-def _over_member_cap(archive: Path, member: tarfile.TarInfo, limits: Settings) -> LfwcnnError:
-    return LfwcnnError(
-        f"archive {archive}: member {_shown(member.name)} holds more than "
-        f"{limits.max_member_bytes} bytes (data.extract.max_member_bytes)"
-    )
+def _over_cap(archive: Path, member: tarfile.TarInfo, limits: Settings, *,
+              total: bool = False) -> LfwcnnError:
+    """The error for a member past the cap on one member's bytes, or on all of them."""
+    if total:
+        return LfwcnnError(f"archive {archive} unpacks to more than {limits.max_total_bytes} bytes"
+                           f" (data.extract.max_total_bytes), refused at {_shown(member.name)}")
+    return LfwcnnError(f"archive {archive}: member {_shown(member.name)} holds more than "
+                       f"{limits.max_member_bytes} bytes (data.extract.max_member_bytes)")
 
 
-def _over_total_cap(archive: Path, member: tarfile.TarInfo, limits: Settings) -> LfwcnnError:
-    return LfwcnnError(
-        f"archive {archive} unpacks to more than {limits.max_total_bytes} bytes "
-        f"(data.extract.max_total_bytes), refused at {_shown(member.name)}"
-    )
-
-
-def _check_layout(
-    archive: Path, member: tarfile.TarInfo, parts: tuple[str, ...], kinds: dict
-) -> None:
-    """Refuse a file that appears twice, or a path that is both a file and a folder.
-
-    ``kinds`` maps every path seen so far (members and their parents) to "file" or "folder".
-    """
+def _check_layout(archive: Path, member: tarfile.TarInfo, parts: tuple[str, ...],
+                  kinds: dict) -> None:
+    """Refuse a file that appears twice, or a path that is both a file and a folder; ``kinds``
+    maps every path seen so far (members and their parents) to "file" or "folder"."""
     for depth in range(1, len(parts)):
         if kinds.setdefault(parts[:depth], "folder") == "file":
             raise LfwcnnError(
@@ -449,15 +422,8 @@ def _open_folder(root_fd: int, parts: Sequence[str]) -> int:
     return fd
 
 
-def _write_file(
-    archive: Path,
-    tar: tarfile.TarFile,
-    member: tarfile.TarInfo,
-    root_fd: int,
-    parts: tuple[str, ...],
-    written: int,
-    limits: Settings,
-) -> int:
+def _write_file(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, root_fd: int,
+                parts: tuple[str, ...], written: int, limits: Settings) -> int:
     """Write one regular file as a new file (never through a link); return its byte count."""
     if not parts:
         raise LfwcnnError(f"archive {archive} has a file without a name: {_shown(member.name)}")
@@ -473,9 +439,9 @@ def _write_file(
         while chunk := data.read(CHUNK_SIZE):
             size += len(chunk)
             if size > limits.max_member_bytes:
-                raise _over_member_cap(archive, member, limits)
+                raise _over_cap(archive, member, limits)
             if written + size > limits.max_total_bytes:
-                raise _over_total_cap(archive, member, limits)
+                raise _over_cap(archive, member, limits, total=True)
             out.write(chunk)
     return size
 

@@ -41,19 +41,10 @@ def folder_note(folder: Path) -> dict:
     return {"note_file": None, "note": None, "approximate": False}
 
 
-def obtain(
-    source: str,
-    *,
-    variant: str,
-    images: str | os.PathLike,
-    sha256: str | None = None,
-    md5: str | None = None,
-    limits: Settings | None = None,
-) -> dict:
+def obtain(source: str, *, variant: str, images: str | os.PathLike, sha256: str | None = None,
+           md5: str | None = None, limits: Settings | None = None) -> dict:
     """Make ``images`` the LFW root of ``source`` (a folder or a local archive); describe it.
-
-    ``limits`` caps what an archive may unpack to (``data.extract``).
-    """
+    ``limits`` caps what an archive may unpack to (``data.extract``)."""
     images = Path(images)
     if images.exists() or images.is_symlink():
         raise LfwcnnError(f"{images} already exists; remove it to obtain LFW again")
