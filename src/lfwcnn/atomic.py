@@ -1,12 +1,10 @@
 """Write outputs all-or-nothing: a failed step must never leave a half-written file behind.
 
-Every output is written to a temporary beside it, ``.<name>.<host>-<pid>.<random>.part``,
-and renamed into place at the end. A failure removes the temporary and is one line naming
-the final file (a full disk, a folder without write permission). A step killed outright
-(``kill -9``, a lost node) cannot clean up, so whoever next writes the same output removes
-the temporaries left for it by dead processes: those whose host is this one and whose
-process is gone. A temporary of a live process (two runs at once) or of another host is
-never touched.
+Every output is written to a temporary beside it, ``.<name>.<host>-<pid>.<random>.part``, and
+renamed into place at the end; a failure removes it and is one line naming the final file. A
+step killed outright (``kill -9``, a lost node) cannot clean up, so the next writer of the same
+output removes the temporaries of dead processes on this host; never those of a live process
+(two runs at once) or of another host.
 """
 
 from __future__ import annotations

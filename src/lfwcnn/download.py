@@ -119,16 +119,14 @@ class _Deadline:
             )
 
 
-def _fetch_once(
-    url: str, target: Path, *, timeout: float, deadline: _Deadline, label: str | None
-) -> None:
+def _fetch_once(url: str, target: Path, *, timeout: float, deadline: _Deadline,
+                label: str | None) -> None:
     """Stream ``url`` into ``target`` (truncating it); raise ``_TransientError`` if retryable.
 
-    The raw bytes are read undecoded: a server that labels a .tgz ``Content-Encoding: gzip``
-    must not get it silently unzipped, and the byte count must match ``Content-Length``.
-    Each read returns what has arrived (``read1``), so the deadline is checked between the
-    bytes of a trickle; a wait for data is cut at ``timeout`` (or at what was left of the
-    deadline when the attempt began), so a download ends at most that long past its deadline.
+    The raw bytes are read undecoded (a .tgz labelled ``Content-Encoding: gzip`` must not get
+    unzipped; the count must match ``Content-Length``). Each read returns what has arrived, so
+    the deadline is checked within a trickle; a wait for data is cut at ``timeout`` (or what
+    was left of the deadline), so a download ends at most that long past its deadline.
     """
     received, total = 0, None
     wait = min(timeout, max(deadline.left(), 0.001))
@@ -164,9 +162,8 @@ def _fetch_once(
         raise LfwcnnError(f"download of {url} failed: TLS error: {err}") from err
     except requests.ConnectionError as err:
         match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(err))  # the system's words
-        raise _TransientError(
-            f"cannot connect: {match.group(1).strip() if match else type(err).__name__}"
-        ) from err
+        reason = match.group(1).strip() if match else type(err).__name__
+        raise _TransientError(f"cannot connect: {reason}") from err
     except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError,
             ConnectionError) as err:
         raise _TransientError(_dropped(received, total)) from err
@@ -205,9 +202,8 @@ def file_digests(path: str | os.PathLike,
     return {name: hasher.hexdigest() for name, hasher in hashers.items()}
 
 
-def compare_digests(
-    actual: dict[str, str], *, sha256: str | None = None, md5: str | None = None
-) -> str | None:
+def compare_digests(actual: dict[str, str], *, sha256: str | None = None,
+                    md5: str | None = None) -> str | None:
     """Describe the first expected digest that ``actual`` misses (``expected sha256 x, got y``)."""
     for name, value in (("sha256", sha256), ("md5", md5)):
         if value and actual[name] != value.lower():
@@ -225,9 +221,8 @@ def verify_checksum(path: str | os.PathLike, *, sha256: str | None = None,
     return digests
 
 
-def extract_archive(
-    archive: str | os.PathLike, dest_dir: str | os.PathLike, limits: Settings | None = None
-) -> Path:
+def extract_archive(archive: str | os.PathLike, dest_dir: str | os.PathLike,
+                    limits: Settings | None = None) -> Path:
     """Unpack a .tgz/.tar into ``dest_dir``, capped by ``limits`` (``data.extract``, the
     config's if ``None``); return the one top folder (``lfw/``, ...) if that is all there is.
 
@@ -266,13 +261,10 @@ def extract_archive(
 
 
 class _CappedStream:
-    """The archive's decompressed tar stream, counted as tarfile reads it.
-
-    What the gzip stream really yields counts, not what headers claim: reading stops once it
-    passes the caps' total plus room for headers, and a single read above ``max_member_bytes``
-    (tarfile reads a pax or GNU long-name header's data in one piece) is refused before it is
-    made. Seeks go forward only (reading and discarding), all a sequential pass needs.
-    """
+    """The archive's decompressed tar stream, counted as tarfile reads it: what it yields
+    counts, not what headers claim. Reading stops past the caps' total plus room for headers; a
+    single read above ``max_member_bytes`` (tarfile reads a pax or GNU long-name header's data
+    in one piece) is refused before it is made. Seeks go forward only, by reading."""
 
     def __init__(self, archive: Path, limits: Settings) -> None:
         self.archive, self.limits, self.position = archive, limits, 0
@@ -342,10 +334,8 @@ def _read_members(archive: Path, limits: Settings, root_fd: int | None = None) -
 
 def _check_member(archive: Path, member: tarfile.TarInfo) -> tuple[str, ...]:
     """Refuse anything but a folder or regular file at a relative path; return its parts.
-
-    Links, devices, FIFOs and sparse files are refused whatever they point at: LFW archives
-    hold none, and refusing them needs no reasoning about where a chain of links resolves.
-    """
+    Links are refused whatever they point at: LFW archives hold none, and refusing them needs
+    no reasoning about where a chain of links resolves."""
     name, shown = member.name, _shown(member.name)
     if member.issym() or member.islnk():
         raise LfwcnnError(

@@ -22,14 +22,10 @@ from lfwcnn.sources import archive_for, classify_source, expected_digests, sourc
 
 log = logging.getLogger(__name__)
 
-# files a hand-made LFW folder may carry to say what it is (the first one found is read)
-NOTE_FILES = ("SOURCE.txt", "README.txt", "README.md", "README")
-
-
 def folder_note(folder: Path) -> dict:
-    """What a folder says about itself: the first line of its note, and whether it calls the
-    images an approximation (e.g. the ``*_approx`` folders rebuilt from web thumbnails)."""
-    for name in NOTE_FILES:
+    """What a folder says about itself in its first note file: the note's first line, and
+    whether it calls the images an approximation (the ``*_approx`` folders of thumbnails)."""
+    for name in ("SOURCE.txt", "README.txt", "README.md", "README"):
         candidate = folder / name
         if candidate.is_file():
             text = candidate.read_text(encoding="utf-8", errors="replace").strip()

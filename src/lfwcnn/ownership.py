@@ -75,11 +75,9 @@ def check_backup_dir(path: str | os.PathLike, others: Paths | None = None) -> No
                               "is removed after training, so give it a folder of its own")
         if target in folder.parents:
             raise LfwcnnError(f"backup {path} lies inside {label} {other}")
-    if not folder.exists():
-        return
-    if not folder.is_dir():
+    if folder.exists() and not folder.is_dir():
         raise LfwcnnError(f"backup {path} exists and is not a folder")
-    if not (folder / MARKER).is_file() and any(folder.iterdir()):
+    if folder.is_dir() and not (folder / MARKER).is_file() and any(folder.iterdir()):
         raise LfwcnnError(f"backup {path} holds files that {OWNER} did not make (it has "
                           f"no {MARKER}) and is removed after training: move them away or give "
                           "a new or empty folder")

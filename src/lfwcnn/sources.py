@@ -51,9 +51,8 @@ def archive_for(variant: str) -> Archive:
     try:
         return ARCHIVES[variant]
     except KeyError:
-        raise LfwcnnError(
-            f"unknown LFW variant {variant!r}: expected one of {', '.join(VARIANTS)}"
-        ) from None
+        raise LfwcnnError(f"unknown LFW variant {variant!r}: expected one of "
+                          f"{', '.join(VARIANTS)}") from None
 
 
 def archive_format(head: bytes) -> str | None:
@@ -65,10 +64,8 @@ def archive_format(head: bytes) -> str | None:
 
 
 def classify_source(source: str) -> str:
-    """Say whether ``source`` is a ``"url"``, a local ``"archive"`` or an extracted ``"folder"``.
-
-    Decided up front so that a wrong path fails with its name before any download or training.
-    """
+    """Say whether ``source`` is a ``"url"``, a local ``"archive"`` or an extracted ``"folder"``,
+    up front, so that a wrong path fails with its name before any download or training."""
     match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", source)
     if match:
         if match.group(1).lower() in ("http", "https"):
@@ -82,10 +79,8 @@ def classify_source(source: str) -> str:
     if path.is_file():
         if path.name.lower().endswith(ARCHIVE_SUFFIXES):
             return "archive"
-        raise LfwcnnError(
-            f"LFW source {source} is neither a folder nor an archive "
-            f"({', '.join(ARCHIVE_SUFFIXES)})"
-        )
+        raise LfwcnnError(f"LFW source {source} is neither a folder nor an archive "
+                          f"({', '.join(ARCHIVE_SUFFIXES)})")
     raise LfwcnnError(f"LFW source {source} does not exist")
 
 
@@ -94,9 +89,8 @@ def source_url(variant: str, source: str | None) -> str:
     return archive_for(variant).url if source is None else source
 
 
-def expected_digests(
-    variant: str, source: str | None, sha256: str | None, md5: str | None
-) -> tuple[str | None, str | None]:
+def expected_digests(variant: str, source: str | None, sha256: str | None,
+                     md5: str | None) -> tuple[str | None, str | None]:
     """The configured checksums, else the variant's published ones when its mirror is used
     (another URL or a local archive without checksums stays unverified)."""
     if sha256 or md5 or source is not None:
