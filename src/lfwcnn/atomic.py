@@ -45,15 +45,13 @@ def _process_alive(pid: int) -> bool:
 
 
 def _remove(path: Path) -> bool:
-    """Remove a file or a folder tree; whether that worked."""
-    try:
+    """Remove a file or a folder tree, as much of it as can be; whether it is gone."""
+    with contextlib.suppress(OSError):
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
+            shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink()
-    except OSError:
-        return False
-    return True
+    return not (path.exists() or path.is_symlink())
 
 
 def remove_dead_temporaries(final: str | os.PathLike) -> list[Path]:
