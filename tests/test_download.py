@@ -191,24 +191,38 @@ def test_existing_mismatching_file_is_left_alone(http_server, lfw_archive, tmp_p
     assert http_server.hits("/lfw.tgz") == 0
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "fragment"),
-    [
-        ({"sha256": "abc"}, "sha256 must be 64 hex digits, got 'abc'"),
-        ({"md5": "z" * 32}, "md5 must be 32 hex digits"),
-        ({"retries": -1}, "retries must be >= 0, got -1"),
-        ({"timeout": 0}, "timeout must be > 0 seconds, got 0"),
-        ({"deadline": -5}, "deadline must be > 0 seconds, got -5"),
-        ({"backoff": -1}, "backoff must be >= 0 seconds, got -1"),
-    ],
-)
-def test_bad_arguments_fail_before_the_network(http_server, tmp_path, kwargs, fragment):
+def test_bad_backoff_fails_before_the_network(http_server, tmp_path):
     url = http_server.route("/lfw.tgz", b"data")
 
-    with pytest.raises(LfwcnnError, match=re.escape(fragment)):
-        download(url, tmp_path / "lfw.tgz", **{**FAST, **kwargs})
+    with pytest.raises(LfwcnnError, match=re.escape("backoff must be >= 0 seconds, got -1")):
+        download(url, tmp_path / "lfw.tgz", **{**FAST, "backoff": -1})
 
     assert http_server.hits("/lfw.tgz") == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"sha256": "abc"}, "config key data.sha256: 'abc' does not match"),
+        ({"md5": "z" * 32}, f"config key data.md5: '{'z' * 32}' does not match"),
+        ({"download": {"retries": -1}}, "data.download.retries: -1 is less than the minimum of 0"),
+        ({"download": {"timeout_s": 0}}, "data.download.timeout_s: 0 is less than or equal"),
+        ({"download": {"deadline_s": -5}}, "data.download.deadline_s: -5 is less than or equal"),
+    ],
+)
+def test_bad_settings_fail_before_the_network(http_server, tmp_path, data, fragment):
+    """The schema checks what download() is given (the digests and data.download)."""
+    url = http_server.route("/lfw.tgz", b"data")
+
+    done = run_cli(tmp_path / "lfw.tgz", source=url, **data)
+
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert fragment in done.stderr.splitlines()[-1]
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        done.stderr.splitlines()[-1]
+    ]
+    assert http_server.hits("/lfw.tgz") == 0
+    assert not (tmp_path / "lfw.tgz").exists()
 
 
 def test_progress_bar_can_be_turned_off(http_server, tmp_path, capsys):
@@ -377,7 +391,13 @@ def test_extract_refuses_unsafe_members(tmp_path, make_member, fragment):
 )
 def test_writer_checks_members_on_its_own(tmp_path, monkeypatch, evil):
     """Should the first pass miss a case, the writing pass refuses it too, in one line."""
-    monkeypatch.setattr(download_module, "_scan_archive", lambda archive, limits: None)
+    real_pass = download_module._read_members
+
+    def writing_pass_only(archive, limits, root_fd=None):
+        if root_fd is not None:  # the first pass, which only checks, is skipped
+            real_pass(archive, limits, root_fd)
+
+    monkeypatch.setattr(download_module, "_read_members", writing_pass_only)
     archive = _tar_with(tmp_path / "evil.tgz", evil)
     dest = tmp_path / "sandbox" / "extracted"
 

@@ -25,11 +25,19 @@ from lfw_fixtures import make_lfw_archive
 from workflow_runner import make_project, snakemake
 
 import lfwcnn.download as download_module
-from lfwcnn.download import ExtractLimits, download, extract_archive
+from lfwcnn.config import default_settings
+from lfwcnn.download import download, extract_archive
 from lfwcnn.errors import LfwcnnError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 FAST = {"backoff": 0.0, "progress": False}
+
+
+def caps(**values) -> object:
+    """The ``data.extract`` section with ``values`` over the config's defaults."""
+    return default_settings({"data": {"extract": values}}).data.extract
+
+
 HTML = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>" + b" " * 400 + b"</html>"
 
 # --------------------------------------------------------------------------- crafting
@@ -146,8 +154,14 @@ def error_lines(text: str) -> list[str]:
 def test_symlink_chain_past_path_max_is_refused_before_writing(sandbox, tmp_path, monkeypatch):
     archive = write_tgz(tmp_path / "chain.tgz", link_chain())
     before = snapshot(sandbox["outside"])
-    writes = []
-    monkeypatch.setattr(download_module, "_unpack_members", lambda *a: writes.append(a))
+    writes, real_pass = [], download_module._read_members
+
+    def recorded_pass(archive, limits, root_fd=None):
+        if root_fd is not None:  # the writing pass
+            writes.append(archive)
+        real_pass(archive, limits, root_fd)
+
+    monkeypatch.setattr(download_module, "_read_members", recorded_pass)
 
     message = assert_refused(archive, sandbox, before, "symbolic link", "a -> " + "d" * 247)
 
@@ -238,7 +252,7 @@ def test_gigabyte_bomb_stops_at_its_header_with_default_caps(sandbox, tmp_path):
 
 def test_small_cap_stops_a_bomb(sandbox, tmp_path):
     archive = zero_bomb(tmp_path / "bomb.tgz", 8 << 20)
-    limits = ExtractLimits(max_member_bytes=1 << 20)
+    limits = caps(max_member_bytes=1 << 20)
 
     assert_refused(archive, sandbox, {"victim.txt": snapshot(sandbox["outside"])["victim.txt"]},
                    "member lfw/bomb.jpg holds more than 1048576 bytes", limits=limits)
@@ -256,7 +270,7 @@ def test_bytes_written_are_counted_not_the_headers(sandbox, tmp_path, monkeypatc
     before = snapshot(sandbox["outside"])
 
     assert_refused(archive, sandbox, before, "lfw/bomb.jpg holds more than 2097152 bytes",
-                   limits=ExtractLimits(max_member_bytes=2 << 20))
+                   limits=caps(max_member_bytes=2 << 20))
     assert written == ["lfw/bomb.jpg"]
 
 
@@ -267,9 +281,9 @@ def test_total_and_member_count_caps(sandbox, tmp_path):
 
     assert_refused(archive, sandbox, before, "unpacks to more than 20000 bytes",
                    "data.extract.max_total_bytes", "refused at lfw/P/P_0006.jpg",
-                   limits=ExtractLimits(max_total_bytes=20_000))
+                   limits=caps(max_total_bytes=20_000))
     assert_refused(archive, sandbox, before, "more than 5 members", "data.extract.max_members",
-                   "refused at lfw/P/P_0004.jpg", limits=ExtractLimits(max_members=5))
+                   "refused at lfw/P/P_0004.jpg", limits=caps(max_members=5))
     assert extract_archive(archive, sandbox["dest"]).name == "lfw"  # the defaults let it through
 
 
@@ -282,7 +296,7 @@ def test_huge_pax_header_is_refused_before_it_is_read(sandbox, tmp_path):
     before = snapshot(sandbox["outside"])
 
     assert_refused(archive, sandbox, before, "declares more than 1048576 bytes",
-                   limits=ExtractLimits(max_member_bytes=1 << 20))
+                   limits=caps(max_member_bytes=1 << 20))
 
 
 # --------------------------------------------------------------------------- point 7: downloads

@@ -1,12 +1,10 @@
 """Write outputs all-or-nothing: a failed step must never leave a half-written file behind.
 
-Every output is written to a temporary beside it, ``.<name>.<host>-<pid>.<random>.part``,
-and renamed into place at the end. A failure removes the temporary and is one line naming
-the final file (a full disk, a folder without write permission). A step killed outright
-(``kill -9``, a lost node) cannot clean up, so whoever next writes the same output removes
-the temporaries left for it by dead processes: those whose host is this one and whose
-process is gone. A temporary of a live process (two runs at once) or of another host is
-never touched.
+Every output is written to a temporary beside it, ``.<name>.<host>-<pid>.<random>.part``, and
+renamed into place at the end; a failure removes it and is one line naming the final file. A
+step killed outright (``kill -9``, a lost node) cannot clean up, so the next writer of the same
+output removes the temporaries of dead processes on this host; never those of a live process
+(two runs at once) or of another host.
 """
 
 from __future__ import annotations
@@ -30,11 +28,6 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9]", "-", socket.gethostname()) or "host"
 
 
-def _owner_tag() -> str:
-    """``<host>-<pid>``: who made a temporary, so a later run can tell whether it is alive."""
-    return f"{_host()}-{os.getpid()}"
-
-
 def _temp_pattern(final: Path) -> re.Pattern:
     return re.compile(
         rf"\.{re.escape(final.name)}\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.\w+\.part(\..*)?"
@@ -47,8 +40,18 @@ def _process_alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True  # someone else's live process
+        pass  # someone else's live process
     return True
+
+
+def _remove(path: Path) -> bool:
+    """Remove a file or a folder tree, as much of it as can be; whether it is gone."""
+    with contextlib.suppress(OSError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+    return not (path.exists() or path.is_symlink())
 
 
 def remove_dead_temporaries(final: str | os.PathLike) -> list[Path]:
@@ -65,13 +68,8 @@ def remove_dead_temporaries(final: str | os.PathLike) -> list[Path]:
         return removed
     for path in siblings:
         match = pattern.fullmatch(path.name)
-        if not match or match["host"] != host or _process_alive(int(match["pid"])):
-            continue
-        with contextlib.suppress(OSError):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            else:
-                path.unlink()
+        if match and match["host"] == host and not _process_alive(int(match["pid"])) \
+                and _remove(path):
             removed.append(path)
             log.info("removed %s, left by a step that was killed while writing %s", path, final)
     return removed
@@ -88,67 +86,55 @@ def _write_error(final: Path, err: OSError, tmp: Path | None) -> LfwcnnError:
 
 
 @contextlib.contextmanager
-def scratch_dir(final: str | os.PathLike) -> Iterator[Path]:
-    """A temporary folder beside ``final`` (same file system: ``os.replace`` from it is atomic),
-    named like every temporary here and removed at the end whatever happens."""
-    final = Path(final)
-    tmp_path = None
+def scratch_dir(
+    final: str | os.PathLike, *, folder: bool = True, suffix: str = ""
+) -> Iterator[Path]:
+    """A temporary folder (or empty file) beside ``final``, so ``os.replace`` from it is
+    atomic, named like every temporary here and removed at the end whatever happens. An
+    ``OSError`` (disk full, permission denied) becomes one line naming ``final``."""
+    final, tmp = Path(final), None
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_temporaries(final)
-        tmp_path = Path(tempfile.mkdtemp(prefix=f".{final.name}.{_owner_tag()}.", suffix=".part",
-                                         dir=final.parent))
-        yield tmp_path
+        names = {"prefix": f".{final.name}.{_host()}-{os.getpid()}.", "suffix": ".part" + suffix,
+                 "dir": final.parent}
+        if folder:
+            tmp = Path(tempfile.mkdtemp(**names))
+        else:
+            fd, name = tempfile.mkstemp(**names)
+            os.close(fd)
+            tmp = Path(name)
+            mask = os.umask(0)
+            os.umask(mask)
+            tmp.chmod(0o666 & ~mask)  # mkstemp makes 0600; outputs should read like any file
+        yield tmp
     except OSError as err:
-        raise _write_error(final, err, tmp_path) from None
+        raise _write_error(final, err, tmp) from None
     finally:
-        if tmp_path is not None and tmp_path.exists():
-            shutil.rmtree(tmp_path, ignore_errors=True)
+        if tmp is not None:
+            _remove(tmp)
 
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside ``final``; move it into place only if the block succeeds.
 
-    The temporary lives in the same folder so the final ``os.replace`` is atomic. ``suffix``
-    keeps extensions that writers insist on (``np.savez`` appends ``.npz`` otherwise). An
-    ``OSError`` (disk full, permission denied) becomes one line naming ``final``.
+    ``suffix`` keeps extensions that writers insist on (``np.savez`` appends ``.npz`` otherwise).
     """
-    final = Path(final)
-    tmp_path = None
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        remove_dead_temporaries(final)
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.{_owner_tag()}.",
-                                   suffix=".part" + suffix, dir=final.parent)
-        os.close(fd)
-        tmp_path = Path(tmp)
-        tmp_path.chmod(0o666 & ~_umask())  # mkstemp makes 0600; outputs should read like any file
-        yield tmp_path
-        os.replace(tmp_path, final)
-    except OSError as err:
-        raise _write_error(final, err, tmp_path) from None
-    finally:
-        if tmp_path is not None:
-            with contextlib.suppress(OSError):
-                tmp_path.unlink(missing_ok=True)
+    with scratch_dir(final, folder=False, suffix=suffix) as tmp:
+        yield tmp
+        os.replace(tmp, final)
 
 
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     """Like :func:`atomic_path` for a folder: filled in a temporary sibling, renamed at the end."""
     final = Path(final)
-    with scratch_dir(final) as tmp_path:
-        yield tmp_path
+    with scratch_dir(final) as tmp:
+        yield tmp
         if final.exists() or final.is_symlink():
             raise LfwcnnError(f"{final} appeared while it was being written")
-        os.replace(tmp_path, final)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        os.replace(tmp, final)
 
 
 def write_text(final: str | os.PathLike, text: str) -> None:

@@ -1,15 +1,10 @@
 """What a step may replace or remove: its own outputs and what it made, never a user's files.
 
-Two rules, checked before any work starts, each refusal one line:
-
-* an output path is not an input, not another output, not an existing folder
-  (:func:`check_outputs`): writing it would otherwise replace a file the step reads;
-* the training backup folder is removed after success, so it must hold nothing but what the
-  step made there. The step marks a backup folder as its own with a marker file when it
-  creates or adopts it (:func:`claim_backup_dir`), refuses a folder that exists, is not
-  empty and has no marker, refuses one that holds or lies inside an input or output, and
-  inside it only ever removes its own ``epoch-NNNN`` snapshots, its pointer and its
-  temporaries (:func:`prune_snapshots`, :func:`release_backup_dir`).
+Checked before any work starts, each refusal one line: an output is not an input, another
+output or a folder (:func:`check_outputs`). The training backup folder is removed after
+success, so it may not hold or lie in an input or output, nor be a non-empty folder without
+the step's marker file (:func:`claim_backup_dir` marks what it creates or adopts); inside it
+only the step's own snapshots, pointer and temporaries are ever removed.
 """
 
 from __future__ import annotations
@@ -44,9 +39,7 @@ def resolved(path: str | os.PathLike) -> Path:
 
 def check_outputs(outputs: Paths, inputs: Paths | None = None) -> None:
     """Refuse an output that would replace an input or another output, or that is a folder.
-
-    Keys are the step's parameter names (``model_file``); ``None`` values are skipped.
-    """
+    Keys are the step's parameter names (``model_file``); ``None`` values are skipped."""
     seen: dict[Path, str] = {}
     for label, path in (inputs or {}).items():
         if path is not None:
@@ -70,11 +63,8 @@ class BackupDir:
 
 
 def check_backup_dir(path: str | os.PathLike, others: Paths | None = None) -> None:
-    """Refuse a backup folder whose removal would take anything the step did not make.
-
-    ``others``: the step's inputs and outputs by label; none may be the folder, lie in it
-    or hold it.
-    """
+    """Refuse a backup folder whose removal would take anything the step did not make;
+    ``others`` (the step's inputs and outputs by label) may not be, lie in or hold it."""
     folder = resolved(path)
     for label, other in (others or {}).items():
         if other is None:
@@ -85,11 +75,9 @@ def check_backup_dir(path: str | os.PathLike, others: Paths | None = None) -> No
                               "is removed after training, so give it a folder of its own")
         if target in folder.parents:
             raise LfwcnnError(f"backup {path} lies inside {label} {other}")
-    if not folder.exists():
-        return
-    if not folder.is_dir():
+    if folder.exists() and not folder.is_dir():
         raise LfwcnnError(f"backup {path} exists and is not a folder")
-    if not (folder / MARKER).is_file() and any(folder.iterdir()):
+    if folder.is_dir() and not (folder / MARKER).is_file() and any(folder.iterdir()):
         raise LfwcnnError(f"backup {path} holds files that {OWNER} did not make (it has "
                           f"no {MARKER}) and is removed after training: move them away or give "
                           "a new or empty folder")
@@ -125,9 +113,8 @@ def _remove(entry: Path) -> None:
 
 def remove_snapshot(backup: BackupDir, name: str) -> None:
     """Remove one of the step's snapshot folders, if it is there."""
-    entry = backup.path / name
-    if SNAPSHOT.fullmatch(name) and (entry.exists() or entry.is_symlink()):
-        _remove(entry)
+    if SNAPSHOT.fullmatch(name):
+        _remove(backup.path / name)
 
 
 def prune_snapshots(backup: BackupDir, keep: str | None = None) -> None:
@@ -138,10 +125,8 @@ def prune_snapshots(backup: BackupDir, keep: str | None = None) -> None:
 
 
 def release_backup_dir(backup: BackupDir) -> None:
-    """After success: remove what the step made in the folder, and the folder if it made it.
-
-    A file someone else put there meanwhile stays, and so does the folder around it.
-    """
+    """After success: remove what the step made in the folder, and the folder if it made it
+    (a file someone else put there meanwhile stays, and so does the folder around it)."""
     if not (backup.path / MARKER).is_file():
         return
     prune_snapshots(backup)

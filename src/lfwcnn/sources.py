@@ -17,45 +17,33 @@ from lfwcnn.errors import LfwcnnError
 class Archive:
     """One published LFW archive; a digest is ``None`` where none was published."""
 
-    filename: str
     url: str
     sha256: str | None
     md5: str | None
 
 
 ARCHIVES: dict[str, Archive] = {
-    "original": Archive(
-        filename="lfw.tgz",
+    "original": Archive(  # lfw.tgz
         url="https://ndownloader.figshare.com/files/5976018",
         sha256="055f7d9c632d7370e6fb4afc7468d40f970c34a80d4c6f50ffec63f5a8d536c0",
         md5="a17d05bd522c52d84eca14327a23d494",
     ),
-    "funneled": Archive(
-        filename="lfw-funneled.tgz",
+    "funneled": Archive(  # lfw-funneled.tgz
         url="https://ndownloader.figshare.com/files/5976015",
         sha256="b47c8422c8cded889dc5a13418c4bc2abbda121092b3533a83306f90d900100a",
         md5="1b42dfed7d15c9b2dd63d5e5840c86ad",
     ),
     "deepfunneled": Archive(
-        filename="lfw-deepfunneled.tgz",
         url="http://vis-www.cs.umass.edu/lfw/lfw-deepfunneled.tgz",
         sha256=None,
         md5="68331da3eb755a505a502b5aacb3c201",
     ),
 }
 
-VARIANTS: tuple[str, ...] = ("original", "funneled", "deepfunneled")
+VARIANTS: tuple[str, ...] = tuple(ARCHIVES)
 LFW_SIDE = 250  # every LFW image is 250x250; crop boxes are given in that frame
-
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tgz", ".tar.gz", ".tar")
-
-# What those suffixes hold, told by the first bytes: a gzip stream, or a tar whose first
-# header says "ustar" (POSIX and GNU tar both do). HEAD_BYTES is enough to tell either.
-GZIP_MAGIC = b"\x1f\x8b"
-TAR_MAGIC, TAR_MAGIC_OFFSET = b"ustar", 257
-HEAD_BYTES = TAR_MAGIC_OFFSET + len(TAR_MAGIC)
-
-_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+HEAD_BYTES = 257 + len(b"ustar")  # enough of a file's start for archive_format
 
 
 def archive_for(variant: str) -> Archive:
@@ -63,30 +51,22 @@ def archive_for(variant: str) -> Archive:
     try:
         return ARCHIVES[variant]
     except KeyError:
-        raise LfwcnnError(
-            f"unknown LFW variant {variant!r}: expected one of {', '.join(VARIANTS)}"
-        ) from None
+        raise LfwcnnError(f"unknown LFW variant {variant!r}: expected one of "
+                          f"{', '.join(VARIANTS)}") from None
 
 
 def archive_format(head: bytes) -> str | None:
-    """``"gzip"`` or ``"tar"`` from a file's first bytes (``HEAD_BYTES`` of them), else ``None``.
-
-    A server answering with an HTML login page, or a file that is not an archive, is told
-    apart here from its first bytes, before it is kept or unpacked.
-    """
-    if head.startswith(GZIP_MAGIC):
+    """``"gzip"`` or ``"tar"`` from a file's first ``HEAD_BYTES``, else ``None`` (an HTML
+    login page): a gzip stream, or a tar whose first header says "ustar" (POSIX and GNU)."""
+    if head.startswith(b"\x1f\x8b"):
         return "gzip"
-    if head[TAR_MAGIC_OFFSET:HEAD_BYTES] == TAR_MAGIC:
-        return "tar"
-    return None
+    return "tar" if head[257:HEAD_BYTES] == b"ustar" else None
 
 
 def classify_source(source: str) -> str:
-    """Say whether ``source`` is a ``"url"``, a local ``"archive"`` or an extracted ``"folder"``.
-
-    Decided up front so that a wrong path fails with its name before any download or training.
-    """
-    match = _URL_SCHEME.match(source)
+    """Say whether ``source`` is a ``"url"``, a local ``"archive"`` or an extracted ``"folder"``,
+    up front, so that a wrong path fails with its name before any download or training."""
+    match = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", source)
     if match:
         if match.group(1).lower() in ("http", "https"):
             return "url"
@@ -99,10 +79,8 @@ def classify_source(source: str) -> str:
     if path.is_file():
         if path.name.lower().endswith(ARCHIVE_SUFFIXES):
             return "archive"
-        raise LfwcnnError(
-            f"LFW source {source} is neither a folder nor an archive "
-            f"({', '.join(ARCHIVE_SUFFIXES)})"
-        )
+        raise LfwcnnError(f"LFW source {source} is neither a folder nor an archive "
+                          f"({', '.join(ARCHIVE_SUFFIXES)})")
     raise LfwcnnError(f"LFW source {source} does not exist")
 
 
@@ -111,9 +89,8 @@ def source_url(variant: str, source: str | None) -> str:
     return archive_for(variant).url if source is None else source
 
 
-def expected_digests(
-    variant: str, source: str | None, sha256: str | None, md5: str | None
-) -> tuple[str | None, str | None]:
+def expected_digests(variant: str, source: str | None, sha256: str | None,
+                     md5: str | None) -> tuple[str | None, str | None]:
     """The configured checksums, else the variant's published ones when its mirror is used
     (another URL or a local archive without checksums stays unverified)."""
     if sha256 or md5 or source is not None:
