@@ -1,18 +1,9 @@
 """Claims C4 and C6: what every conv and pooling layer makes of a test face, and how sparse it is.
 
-The paper shows the feature maps of its six conv and pooling layers for one test image
-(Figs. 6-12) and reads two things off them: the first layer keeps every filter active, and
-deeper layers hold more blank maps and sparser activations. One image cannot carry the second
-statement, so besides the activations of the chosen image (one ``.npz`` per layer) this step
-measures, for every image of the test set and every layer, the share of activations that are
-exactly zero and the share of feature maps that are zero everywhere ("blank").
-
-The image is chosen deterministically from the test subset of the split the model was
-trained with: a named file, else the first test image of a named person, else the first test
-image, each "first" in the order of the split file.
-
-The step is :func:`export_activations` (rule ``export_activations``; by hand
-``python -m lfwcnn export_activations NAME=VALUE ...``).
+Besides the activations of one chosen test image (Figs. 6-12, one ``.npz`` per layer), the
+share of exactly-zero activations and of blank (all-zero) feature maps is measured over the
+whole test set: one image cannot carry the paper's "deeper layers are sparser". The step is
+:func:`export_activations` (rule ``export_activations``).
 """
 
 from __future__ import annotations
@@ -26,19 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from lfwcnn.atomic import atomic_path, write_text
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.loading import load_keras_model
+from lfwcnn.evaluate import load_model
 from lfwcnn.model import FEATURE_LAYER, scale_pixels
 from lfwcnn.ownership import check_outputs, listed
 from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# test images per forward pass while measuring sparsity (memory, not results)
-BATCH_SIZE = 64
+BATCH_SIZE = 64  # test images per forward pass while measuring sparsity (memory, not results)
 SPARSITY_COLUMNS = (
     "layer", "height", "width", "channels", "images",
     "zero_share_mean", "zero_share_std", "zero_share_min", "zero_share_max",
@@ -61,19 +52,15 @@ class ActivationFiles:
 
 @dataclass(frozen=True)
 class Choice:
-    """The test image whose activations are drawn, and why it was the one."""
-
     index: int  # row in the dataset arrays
     test_position: int  # position in the split file's test subset
-    rule: str
-
-
-# ----------------------------------------------------------------------------- the test image
+    rule: str  # why this image
 
 
 def choose_image(data: Dataset, test_idx: np.ndarray, *, image: str | None = None,
                  person: str | None = None) -> Choice:
-    """Pick the test image: ``image`` by file name, else ``person``'s first, else the first.
+    """Pick the test image: ``image`` by file name, else ``person``'s first, else the first
+    (first in the split file's order).
 
     ``image`` is a path relative to the LFW root (``Person/Person_0001.jpg``) or just the file
     name. The paper's image is "an example from the test data which the network is not trained
@@ -120,45 +107,13 @@ def choose_image(data: Dataset, test_idx: np.ndarray, *, image: str | None = Non
     return Choice(int(test_idx[0]), 0, "the first test image in the split file")
 
 
-# ----------------------------------------------------------------------------- the model
-
-
-def feature_layers(model, names: Sequence[str] | None = None) -> list[str]:
-    """The conv and pooling layers in model order, or ``names`` checked against the model."""
-    present = [layer.name for layer in model.layers if FEATURE_LAYER.match(layer.name)]
-    if names is None:
-        if not present:
-            raise LfwcnnError("the model has no layer named conv<N> or pool<N>")
-        return present
-    missing = [name for name in names if name not in present]
-    if missing:
-        raise LfwcnnError(
-            f"the model has no conv/pooling layer {', '.join(missing)}; it has "
-            f"{', '.join(present) or 'none'}"
-        )
-    return list(names)
-
-
-def feature_model(model, names: Sequence[str]):
-    """One model from the input to the outputs of ``names``, sharing the trained weights."""
-    import keras
-
-    outputs = [model.get_layer(name).output for name in names]
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, outputs, name="feature_maps")
-
-
 def layer_outputs(extractor, images: np.ndarray, batch_size: int = BATCH_SIZE):
     """Yield, batch by batch, the list of (batch, H, W, C) float32 arrays of each layer."""
     for start in range(0, len(images), batch_size):
-        batch = scale_pixels(images[start:start + batch_size])
-        outputs = extractor(batch, training=False)
+        outputs = extractor(scale_pixels(images[start:start + batch_size]), training=False)
         if not isinstance(outputs, list | tuple):
             outputs = [outputs]
         yield [np.asarray(out, dtype=np.float32) for out in outputs]
-
-
-# ----------------------------------------------------------------------------- sparsity
 
 
 def image_sparsity(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,25 +122,8 @@ def image_sparsity(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     A value counts as zero only if it is exactly 0, as ReLU leaves it (and max pooling of
     ReLU outputs keeps it); a map is blank when all of its H x W values are zero.
     """
-    if maps.ndim != 4:
-        raise LfwcnnError(f"feature maps must be (images, height, width, channels), got "
-                          f"{maps.shape}")
     zero = maps == 0
-    zero_share = zero.mean(axis=(1, 2, 3))
-    blank_share = zero.all(axis=(1, 2)).mean(axis=1)
-    return zero_share, blank_share
-
-
-def summarize_layer(zero_share: np.ndarray, blank_share: np.ndarray) -> dict:
-    """Mean and spread across images of one layer's two sparsity measures."""
-    def stats(values: np.ndarray, name: str) -> dict:
-        return {
-            f"{name}_mean": float(values.mean()),
-            f"{name}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            f"{name}_min": float(values.min()),
-            f"{name}_max": float(values.max()),
-        }
-    return {**stats(zero_share, "zero_share"), **stats(blank_share, "blank_share")}
+    return zero.mean(axis=(1, 2, 3)), zero.all(axis=(1, 2)).mean(axis=1)
 
 
 @dataclass(frozen=True)
@@ -202,56 +140,43 @@ def measure_sparsity(extractor, names: Sequence[str], images: np.ndarray,
     """Both sparsity measures for every image and layer, without holding all maps at once."""
     if not len(images):
         raise LfwcnnError("no test images to measure sparsity on")
-    zero_parts, blank_parts = [], []
-    shapes: list[tuple[int, int, int]] = []
-    ever_active: list[np.ndarray] = []
+    zero_parts, blank_parts, ever_active = [], [], None
     for outputs in layer_outputs(extractor, images, batch_size):
-        if not shapes:
-            shapes = [tuple(int(s) for s in out.shape[1:]) for out in outputs]
-            ever_active = [np.zeros(shape[-1], dtype=bool) for shape in shapes]
-        zeros, blanks = [], []
-        for k, out in enumerate(outputs):
-            zero_share, blank_share = image_sparsity(out)
-            zeros.append(zero_share)
-            blanks.append(blank_share)
-            ever_active[k] |= (out != 0).any(axis=(0, 1, 2))
-        zero_parts.append(np.stack(zeros, axis=1))
-        blank_parts.append(np.stack(blanks, axis=1))
+        shares = [image_sparsity(out) for out in outputs]
+        zero_parts.append(np.stack([zero for zero, _ in shares], axis=1))
+        blank_parts.append(np.stack([blank for _, blank in shares], axis=1))
+        active = [(out != 0).any(axis=(0, 1, 2)) for out in outputs]
+        ever_active = active if ever_active is None else [
+            ever | now for ever, now in zip(ever_active, active, strict=True)]
     return Sparsity(
         layers=list(names),
-        shapes=shapes,
+        shapes=[tuple(int(s) for s in out.shape[1:]) for out in outputs],
         zero_share=np.concatenate(zero_parts),
         blank_share=np.concatenate(blank_parts),
         never_active=[int((~active).sum()) for active in ever_active],
     )
 
 
-def sparsity_rows(sparsity: Sparsity, image_position: int | None = None) -> list[dict]:
-    """One row per layer (the columns of :data:`SPARSITY_COLUMNS`)."""
+def sparsity_rows(sparsity: Sparsity, image_position: int) -> list[dict]:
+    """One row per layer (the columns of :data:`SPARSITY_COLUMNS`); ``image_position``: the
+    chosen image's row in the measures."""
     rows = []
     for k, (name, shape) in enumerate(zip(sparsity.layers, sparsity.shapes, strict=True)):
         row = {"layer": name, "height": shape[0], "width": shape[1], "channels": shape[2],
                "images": int(len(sparsity.zero_share))}
-        row.update(summarize_layer(sparsity.zero_share[:, k], sparsity.blank_share[:, k]))
+        for measure in ("zero_share", "blank_share"):
+            values = getattr(sparsity, measure)[:, k]
+            row.update({
+                f"{measure}_mean": float(values.mean()),
+                f"{measure}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                f"{measure}_min": float(values.min()),
+                f"{measure}_max": float(values.max()),
+            })
         row["never_active_maps"] = sparsity.never_active[k]
-        if image_position is not None:
-            row["image_zero_share"] = float(sparsity.zero_share[image_position, k])
-            row["image_blank_maps"] = int(round(sparsity.blank_share[image_position, k]
-                                                * shape[2]))
-        else:
-            row["image_zero_share"] = row["image_blank_maps"] = None
+        row["image_zero_share"] = float(sparsity.zero_share[image_position, k])
+        row["image_blank_maps"] = int(round(sparsity.blank_share[image_position, k] * shape[2]))
         rows.append(row)
     return rows
-
-
-def rows_csv(rows: Sequence[dict]) -> str:
-    import pandas as pd
-
-    return pd.DataFrame(list(rows), columns=list(SPARSITY_COLUMNS)).to_csv(
-        index=False, float_format="%.6g")
-
-
-# ----------------------------------------------------------------------------- outputs
 
 
 def save_npz(path: Path, **arrays) -> None:
@@ -261,7 +186,7 @@ def save_npz(path: Path, **arrays) -> None:
 
 def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
            outputs: ActivationFiles, *, image: str | None = None, person: str | None = None,
-           batch_size: int = BATCH_SIZE, provenance: dict | None = None) -> dict:
+           provenance: dict | None = None) -> dict:
     """Write the chosen image, its activations per layer, and the sparsity over the test set.
 
     Files (``outputs``): ``image`` (the uint8 face), ``record`` (which face, why, what the
@@ -269,15 +194,23 @@ def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
     ``image_file``), ``per_image`` (sparsity per image and layer), ``table`` and ``summary``
     (per layer: mean, spread and extremes across test images). Returns the JSON summary.
     """
+    import keras
+
     start = time.perf_counter()
+    provenance = provenance or {}
     choice = choose_image(data, test_idx, image=image, person=person)
-    model = load_keras_model(model_path)
-    expected = tuple(model.input_shape[1:])
-    if expected != data.images.shape[1:]:
-        raise LfwcnnError(f"{model_path}: the model takes images of {expected}, the dataset "
-                          f"holds {data.images.shape[1:]}")
-    names = feature_layers(model, list(outputs.layers))
-    extractor = feature_model(model, names)
+    model = load_model(model_path, data.images)
+    names = list(outputs.layers)
+    present = [layer.name for layer in model.layers if FEATURE_LAYER.match(layer.name)]
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise LfwcnnError(
+            f"the model has no conv/pooling layer {', '.join(missing)}; it has "
+            f"{', '.join(present) or 'none'}"
+        )
+    # one model from the input to every layer's output, sharing the trained weights
+    extractor = keras.Model(model.inputs[0], [model.get_layer(name).output for name in names],
+                            name="feature_maps")
     face = data.images[choice.index]
     file = str(data.files[choice.index])
     maps = next(layer_outputs(extractor, face[None]))
@@ -288,14 +221,14 @@ def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
     probabilities = np.asarray(model(scale_pixels(face[None]), training=False))[0]
     predicted = int(probabilities.argmax())
 
-    test_images = data.images[test_idx]
-    sparsity = measure_sparsity(extractor, names, test_images, batch_size)
+    sparsity = measure_sparsity(extractor, names, data.images[test_idx])
     rows = sparsity_rows(sparsity, choice.test_position)
     save_npz(outputs.per_image, layers=np.array(names),
              zero_share=sparsity.zero_share.astype(np.float32),
              blank_share=sparsity.blank_share.astype(np.float32),
              files=data.files[test_idx])
-    write_text(outputs.table, rows_csv(rows))
+    write_text(outputs.table, pd.DataFrame(rows, columns=list(SPARSITY_COLUMNS)).to_csv(
+        index=False, float_format="%.6g"))
     label = int(data.labels[choice.index])
     record = {
         "file": file,
@@ -311,7 +244,7 @@ def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
                     "shape": [row["height"], row["width"], row["channels"]],
                     "zero_share": row["image_zero_share"],
                     "blank_maps": row["image_blank_maps"]} for row in rows],
-        **(provenance or {}),
+        **provenance,
     }
     write_text(outputs.record, json.dumps(record, indent=2) + "\n")
     summary = {
@@ -324,7 +257,7 @@ def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
             "never_active_maps": "feature maps that are blank for every test image",
         },
         "seconds": round(time.perf_counter() - start, 3),
-        **(provenance or {}),
+        **provenance,
     }
     write_text(outputs.summary, json.dumps(summary, indent=2) + "\n")
     return summary
