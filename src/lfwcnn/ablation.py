@@ -1,17 +1,9 @@
 """Read a sweep as an ablation: what each setting changes, and which settings fit the paper.
 
-The paper leaves open which LFW variant and which crop it used; config/ablation.yaml trains
-every combination for several seeds. From the sweep summary (lfwcnn.sweep_summary) this
-module derives three things the report shows, all computed, none written by hand:
-
-* a grid (first axis x second axis, one cell per run) when the sweep has two axes;
-* the effect of each axis: every value against the axis' first value, with the other axes
-  held equal and the seeds paired (seed k of both runs shares its split, since the split is
-  seeded by the training seed unless ``split.seed`` pins one), as a mean difference with a
-  t-interval over the pairs;
-* plain sentences: which settings the paper's accuracy is consistent with (against the
-  interval of the mean, and against the range expected of the single run the paper reports),
-  which not, and what the approximate sources mean for that reading.
+From the sweep summary (lfwcnn.sweep_summary), all computed: a grid of the runs when the sweep
+has two axes; the effect of each axis (every value against the axis' first, the other axes
+equal, seeds paired: seed k of both runs shares its split unless ``split.seed`` pins one);
+and plain sentences on which settings the paper's accuracy is consistent with, and the caveats.
 """
 
 from __future__ import annotations
@@ -34,20 +26,15 @@ def _others(run: dict, axis: str) -> dict:
     return {k: v for k, v in run["settings"].items() if k != axis}
 
 
-def _confidence(runs: Sequence[dict]) -> float:
-    return next((r["confidence"] for r in runs if r["confidence"]), 0.95)
-
-
 def grid(summary: dict) -> dict | None:
     """Runs laid out as rows (first axis) x columns (second axis); None unless two axes."""
-    axes = summary["axes"]
-    if len(axes) != 2:
+    if len(summary["axes"]) != 2:
         return None
-    rows_axis, cols_axis = axes
-    rows, cols = _values(summary["runs"], rows_axis), _values(summary["runs"], cols_axis)
+    rows_axis, cols_axis = summary["axes"]
+    cols = _values(summary["runs"], cols_axis)
     cells = {(r["settings"][rows_axis], r["settings"][cols_axis]): r for r in summary["runs"]}
     layout = []
-    for row in rows:
+    for row in _values(summary["runs"], rows_axis):
         row_cells = [cells.get((row, col)) for col in cols]
         caveats = [c["caveat"] for c in row_cells if c and c["caveat"]]
         layout.append({"value": row, "caveat": caveats[0] if caveats else None,
@@ -55,15 +42,7 @@ def grid(summary: dict) -> dict | None:
     return {"row_axis": rows_axis, "col_axis": cols_axis, "cols": cols, "rows": layout}
 
 
-def _paired_differences(run: dict, reference: dict) -> list[float]:
-    """Accuracy of ``run`` minus ``reference``, seed by seed, over the seeds both trained."""
-    base = dict(zip(reference["seed_list"], reference["accuracies"], strict=True))
-    return [accuracy - base[seed]
-            for seed, accuracy in zip(run["seed_list"], run["accuracies"], strict=True)
-            if seed in base]
-
-
-def axis_effects(summary: dict, confidence: float | None = None) -> list[dict]:
+def axis_effects(summary: dict) -> list[dict]:
     """Each axis value against the axis' first value, other axes equal, seeds paired.
 
     ``direction`` is 'higher' or 'lower' when the interval of the mean paired difference
@@ -71,7 +50,7 @@ def axis_effects(summary: dict, confidence: float | None = None) -> list[dict]:
     ``reading`` says it in words.
     """
     runs = summary["runs"]
-    confidence = confidence or _confidence(runs)
+    confidence = runs[0]["confidence"]
     effects = []
     for axis in summary["axes"]:
         values = _values(runs, axis)
@@ -83,21 +62,22 @@ def axis_effects(summary: dict, confidence: float | None = None) -> list[dict]:
                 reference = next((r for r in runs if r["settings"][axis] == values[0]
                                   and _others(r, axis) == _others(run, axis)), None)
                 if reference is not None:
+                    # accuracy minus the reference's, seed by seed, over the seeds both trained
+                    base = dict(zip(reference["seed_list"], reference["accuracies"], strict=True))
                     matched += 1
-                    pairs += _paired_differences(run, reference)
-            interval = mean_interval(pairs, confidence) if pairs else None
+                    pairs += [accuracy - base[seed] for seed, accuracy
+                              in zip(run["seed_list"], run["accuracies"], strict=True)
+                              if seed in base]
+            interval = mean_interval(pairs, confidence)
             mean = sum(pairs) / len(pairs) if pairs else None
-            direction = "unclear"
-            if interval is not None and interval[0] > 0:
-                direction = "higher"
-            elif interval is not None and interval[1] < 0:
-                direction = "lower"
+            low, high = interval or (0, 0)
+            direction = "higher" if low > 0 else "lower" if high < 0 else "unclear"
             effects.append({
                 "axis": axis, "value": value, "reference": values[0],
                 "runs_matched": matched, "pairs": len(pairs),
                 "mean_points": None if mean is None else 100 * mean,
-                "low_points": None if interval is None else 100 * interval[0],
-                "high_points": None if interval is None else 100 * interval[1],
+                "low_points": None if interval is None else 100 * low,
+                "high_points": None if interval is None else 100 * high,
                 "confidence": confidence, "direction": direction,
                 "reading": READINGS[direction],
             })
@@ -131,8 +111,8 @@ def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
     runs = summary["runs"]
     if not runs:
         return []
-    paper = next((r["paper_accuracy"] for r in runs if r["paper_accuracy"] is not None), None)
-    level = f"{_confidence(runs):.0%}"
+    paper = runs[0]["paper_accuracy"]
+    level = f"{runs[0]['confidence']:.0%}"
     seeds = sorted({r["seeds"] for r in runs})
     by = {v: [r for r in runs if r["verdict"] == v] for v in ("inside", "above", "below",
                                                                  "undefined")}
