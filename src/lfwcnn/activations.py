@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,18 +35,6 @@ SPARSITY_COLUMNS = (
     "blank_share_mean", "blank_share_std", "blank_share_min", "blank_share_max",
     "never_active_maps", "image_zero_share", "image_blank_maps",
 )
-
-
-@dataclass(frozen=True)
-class ActivationFiles:
-    """Where :func:`export` writes: one file per layer (name -> path) and five besides."""
-
-    layers: Mapping[str, Path]
-    image: Path
-    record: Path
-    per_image: Path
-    table: Path
-    summary: Path
 
 
 @dataclass(frozen=True)
@@ -184,85 +171,6 @@ def save_npz(path: Path, **arrays) -> None:
         np.savez_compressed(tmp, **arrays)
 
 
-def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
-           outputs: ActivationFiles, *, image: str | None = None, person: str | None = None,
-           provenance: dict | None = None) -> dict:
-    """Write the chosen image, its activations per layer, and the sparsity over the test set.
-
-    Files (``outputs``): ``image`` (the uint8 face), ``record`` (which face, why, what the
-    model predicts), one per layer in ``layers`` (``activations`` float32 (H, W, C), ``layer``,
-    ``image_file``), ``per_image`` (sparsity per image and layer), ``table`` and ``summary``
-    (per layer: mean, spread and extremes across test images). Returns the JSON summary.
-    """
-    import keras
-
-    start = time.perf_counter()
-    provenance = provenance or {}
-    choice = choose_image(data, test_idx, image=image, person=person)
-    model = load_model(model_path, data.images)
-    names = list(outputs.layers)
-    present = [layer.name for layer in model.layers if FEATURE_LAYER.match(layer.name)]
-    missing = [name for name in names if name not in present]
-    if missing:
-        raise LfwcnnError(
-            f"the model has no conv/pooling layer {', '.join(missing)}; it has "
-            f"{', '.join(present) or 'none'}"
-        )
-    # one model from the input to every layer's output, sharing the trained weights
-    extractor = keras.Model(model.inputs[0], [model.get_layer(name).output for name in names],
-                            name="feature_maps")
-    face = data.images[choice.index]
-    file = str(data.files[choice.index])
-    maps = next(layer_outputs(extractor, face[None]))
-    for name, layer_maps in zip(names, maps, strict=True):
-        save_npz(outputs.layers[name], activations=layer_maps[0], layer=np.array(name),
-                 image_file=np.array(file))
-    save_npz(outputs.image, image=face, image_file=np.array(file))
-    probabilities = np.asarray(model(scale_pixels(face[None]), training=False))[0]
-    predicted = int(probabilities.argmax())
-
-    sparsity = measure_sparsity(extractor, names, data.images[test_idx])
-    rows = sparsity_rows(sparsity, choice.test_position)
-    save_npz(outputs.per_image, layers=np.array(names),
-             zero_share=sparsity.zero_share.astype(np.float32),
-             blank_share=sparsity.blank_share.astype(np.float32),
-             files=data.files[test_idx])
-    write_text(outputs.table, pd.DataFrame(rows, columns=list(SPARSITY_COLUMNS)).to_csv(
-        index=False, float_format="%.6g"))
-    label = int(data.labels[choice.index])
-    record = {
-        "file": file,
-        "person": str(data.class_names[label]),
-        "label": label,
-        "dataset_index": choice.index,
-        "test_position": choice.test_position,
-        "chosen_by": choice.rule,
-        "predicted": str(data.class_names[predicted]),
-        "predicted_probability": float(probabilities[predicted]),
-        "correct": predicted == label,
-        "layers": [{"layer": row["layer"],
-                    "shape": [row["height"], row["width"], row["channels"]],
-                    "zero_share": row["image_zero_share"],
-                    "blank_maps": row["image_blank_maps"]} for row in rows],
-        **provenance,
-    }
-    write_text(outputs.record, json.dumps(record, indent=2) + "\n")
-    summary = {
-        "test_images": int(len(test_idx)),
-        "layers": rows,
-        "image": {"file": file, "person": record["person"]},
-        "definitions": {
-            "zero_share": "share of the activations of a layer that are exactly 0",
-            "blank_share": "share of the feature maps of a layer that are 0 everywhere",
-            "never_active_maps": "feature maps that are blank for every test image",
-        },
-        "seconds": round(time.perf_counter() - start, 3),
-        **provenance,
-    }
-    write_text(outputs.summary, json.dumps(summary, indent=2) + "\n")
-    return summary
-
-
 def layer_files(paths: Sequence[Path], what: str) -> dict[str, Path]:
     """One file per layer, named after it (``conv1.npz``): layer name -> path, in order."""
     files = {Path(path).stem: Path(path) for path in paths}
@@ -285,19 +193,84 @@ def export_activations(
     activations: Settings,
     seed: int,
 ) -> None:
-    """Step: the activations of every layer in ``layers`` (one file each, named after its
-    layer) for the configured test image, and the sparsity of each over the test set."""
-    outputs = ActivationFiles(layer_files(layers, "layers"), image, record, per_image, table,
-                              summary)
+    """Step: for the configured test image, ``image`` (the uint8 face), ``record`` (which face,
+    why, what the model predicts) and one file per layer in ``layers``, named after it
+    (``activations`` float32 (H, W, C), ``layer``, ``image_file``); over the test set,
+    ``per_image`` (sparsity per image and layer), ``table`` and ``summary`` (per layer: mean,
+    spread and extremes across test images)."""
+    import keras
+
+    layer_paths = layer_files(layers, "layers")
     check_outputs({**listed("layers", layers), "image": image, "record": record,
                    "per_image": per_image, "table": table, "summary": summary},
                   {"model": model, "dataset": dataset, "split": split})
     data = load_dataset(dataset)
     _, test_idx = load_split(split, data)
+    start = time.perf_counter()
     provenance = {"seed": seed, "model": str(model), "split": str(split)}
-    written = export(model, data, test_idx, outputs, image=activations.image,
-                     person=activations.person, provenance=provenance)
-    for row in written["layers"]:
+    choice = choose_image(data, test_idx, image=activations.image, person=activations.person)
+    network = load_model(model, data.images)
+    names = list(layer_paths)
+    present = [layer.name for layer in network.layers if FEATURE_LAYER.match(layer.name)]
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise LfwcnnError(
+            f"the model has no conv/pooling layer {', '.join(missing)}; it has "
+            f"{', '.join(present) or 'none'}"
+        )
+    # one model from the input to every layer's output, sharing the trained weights
+    extractor = keras.Model(network.inputs[0],
+                            [network.get_layer(name).output for name in names],
+                            name="feature_maps")
+    face = data.images[choice.index]
+    file = str(data.files[choice.index])
+    maps = next(layer_outputs(extractor, face[None]))
+    for name, layer_maps in zip(names, maps, strict=True):
+        save_npz(layer_paths[name], activations=layer_maps[0], layer=np.array(name),
+                 image_file=np.array(file))
+    save_npz(image, image=face, image_file=np.array(file))
+    probabilities = np.asarray(network(scale_pixels(face[None]), training=False))[0]
+    predicted = int(probabilities.argmax())
+
+    sparsity = measure_sparsity(extractor, names, data.images[test_idx])
+    rows = sparsity_rows(sparsity, choice.test_position)
+    save_npz(per_image, layers=np.array(names),
+             zero_share=sparsity.zero_share.astype(np.float32),
+             blank_share=sparsity.blank_share.astype(np.float32),
+             files=data.files[test_idx])
+    write_text(table, pd.DataFrame(rows, columns=list(SPARSITY_COLUMNS)).to_csv(
+        index=False, float_format="%.6g"))
+    label = int(data.labels[choice.index])
+    chosen = {
+        "file": file,
+        "person": str(data.class_names[label]),
+        "label": label,
+        "dataset_index": choice.index,
+        "test_position": choice.test_position,
+        "chosen_by": choice.rule,
+        "predicted": str(data.class_names[predicted]),
+        "predicted_probability": float(probabilities[predicted]),
+        "correct": predicted == label,
+        "layers": [{"layer": row["layer"],
+                    "shape": [row["height"], row["width"], row["channels"]],
+                    "zero_share": row["image_zero_share"],
+                    "blank_maps": row["image_blank_maps"]} for row in rows],
+        **provenance,
+    }
+    write_text(record, json.dumps(chosen, indent=2) + "\n")
+    write_text(summary, json.dumps({
+        "test_images": int(len(test_idx)),
+        "layers": rows,
+        "image": {"file": file, "person": chosen["person"]},
+        "definitions": {
+            "zero_share": "share of the activations of a layer that are exactly 0",
+            "blank_share": "share of the feature maps of a layer that are 0 everywhere",
+            "never_active_maps": "feature maps that are blank for every test image",
+        },
+        "seconds": round(time.perf_counter() - start, 3),
+        **provenance,
+    }, indent=2) + "\n")
+    for row in rows:
         log.info("%s %dx%dx%d: %.1f %% zero activations, %.1f %% blank maps (mean over %d "
                  "test images)", row["layer"], row["height"], row["width"], row["channels"],
                  100 * row["zero_share_mean"], 100 * row["blank_share_mean"], row["images"])
