@@ -109,8 +109,6 @@ def deciding_axes(summary: dict) -> list[str]:
 def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
     """Short sentences that follow from the numbers alone, for the report and the JSON."""
     runs = summary["runs"]
-    if not runs:
-        return []
     paper = runs[0]["paper_accuracy"]
     level = f"{runs[0]['confidence']:.0%}"
     seeds = sorted({r["seeds"] for r in runs})
@@ -118,18 +116,16 @@ def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
                                                                  "undefined")}
     lines = [f"{len(runs)} settings, {'/'.join(map(str, seeds))} seeds each; the paper's "
              f"{paper:.2%} is compared with each setting's {level} interval of the mean."]
-    if by["inside"]:
-        lines.append(f"Consistent with the paper ({len(by['inside'])} of {len(runs)}): "
-                     f"{_names(by['inside'])}.")
-    if by["below"]:
-        lines.append(f"Not consistent, ours higher than the paper: {_names(by['below'])}.")
-    if by["above"]:
-        lines.append(f"Not consistent, ours lower than the paper: {_names(by['above'])}.")
-    if by["undefined"]:
-        lines.append(f"Undecided (one seed, no interval): {_names(by['undefined'])}.")
+    for verdict, text in (("inside", f"Consistent with the paper ({len(by['inside'])} of "
+                                     f"{len(runs)})"),
+                          ("below", "Not consistent, ours higher than the paper"),
+                          ("above", "Not consistent, ours lower than the paper"),
+                          ("undefined", "Undecided (one seed, no interval)")):
+        if by[verdict]:
+            lines.append(f"{text}: {_names(by[verdict])}.")
     if not by["inside"] and not by["undefined"]:
         lines.append("No setting reproduces the paper's accuracy within its interval.")
-    single = [r for r in runs if r.get("verdict_single_run") in ("inside", "above", "below")]
+    single = [r for r in runs if r["verdict_single_run"] in ("inside", "above", "below")]
     if single:
         fits = [r for r in single if r["verdict_single_run"] == "inside"]
         lines.append(
@@ -153,17 +149,16 @@ def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
             f"{effect['axis']} {effect['value']} vs {effect['reference']}: "
             f"{effect['mean_points']:+.2f} points on average over {effect['pairs']} paired "
             f"seeds{span}: {effect['reading']}.")
-    approximate = [r for r in runs if r["caveat"] == "approximation"]
-    if approximate:
-        lines.append(
-            f"{len(approximate)} of {len(runs)} settings use images that only approximate "
-            "their LFW variant (see each source's note); their numbers indicate, and do not "
-            "measure, what the real variant would give.")
-    unverified = [r for r in runs if r["caveat"] == "unverified archive"]
-    if unverified:
-        lines.append(
-            f"{len(unverified)} of {len(runs)} settings use an archive that is not the "
-            "published one of its variant (its md5 differs): what it holds is unverified.")
+    for caveat, text in (
+        ("approximation", "use images that only approximate their LFW variant (see each "
+         "source's note); their numbers indicate, and do not measure, what the real variant "
+         "would give."),
+        ("unverified archive", "use an archive that is not the published one of its variant "
+         "(its md5 differs): what it holds is unverified."),
+    ):
+        count = sum(r["caveat"] == caveat for r in runs)
+        if count:
+            lines.append(f"{count} of {len(runs)} settings {text}")
     return lines
 
 

@@ -125,8 +125,6 @@ class Sparsity:
 def measure_sparsity(extractor, names: Sequence[str], images: np.ndarray,
                      batch_size: int = BATCH_SIZE) -> Sparsity:
     """Both sparsity measures for every image and layer, without holding all maps at once."""
-    if not len(images):
-        raise LfwcnnError("no test images to measure sparsity on")
     zero_parts, blank_parts, ever_active = [], [], None
     for outputs in layer_outputs(extractor, images, batch_size):
         shares = [image_sparsity(out) for out in outputs]

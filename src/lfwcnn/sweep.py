@@ -98,16 +98,17 @@ def _join(settings: Mapping[str, str], axes: list[str], fallback: str) -> str:
     return "-".join(settings[axis] for axis in axes) or fallback
 
 
-def _shared_name(key: Any, names_by_key: dict, planned: dict, name: str, what: str,
-                 where: str, make: Callable[[str], Any]) -> str:
-    """The name of the entry for config ``key``: runs with equal config share one entry."""
+def _shared(entry: Source | PreparedData, key: Any, names_by_key: dict, planned: dict,
+            what: str, where: str) -> str:
+    """The name for config ``key``: ``entry`` is planned unless an equal config already is
+    (runs with equal config share one entry)."""
     key = json.dumps(key, sort_keys=True)
     if key not in names_by_key:
-        if name in planned:
+        if entry.name in planned:
             raise LfwcnnError(f"{where}: two different {what} would both be named "
-                              f"{name!r}; give the values distinct names")
-        names_by_key[key] = name
-        planned[name] = make(name)
+                              f"{entry.name!r}; give the values distinct names")
+        names_by_key[key] = entry.name
+        planned[entry.name] = entry
     return names_by_key[key]
 
 
@@ -158,17 +159,14 @@ def plan_sweep(config: Mapping, check: Callable[[dict], dict]) -> Plan:
         variant = merged["data"]["variant"]
         source_config = {key: merged["data"].get(key)
                          for key in (*SOURCE_KEYS, "download", "extract")}
-        source_name = _shared_name(
+        source_name = _shared(
+            Source(_join(settings, source_axes, variant), source_config),
             {k: source_config[k] for k in SOURCE_KEYS}, sources_by_config, plan.sources,
-            _join(settings, source_axes, variant), "LFW sources", where,
-            lambda name, cfg=source_config: Source(name, cfg),
-        )
+            "LFW sources", where)
         data_config = {section: copy.deepcopy(merged[section]) for section in DATA_SECTIONS}
-        dataset_name = _shared_name(
-            data_config, datasets_by_config, plan.datasets,
-            _join(settings, data_axes, variant), "datasets", where,
-            lambda name, cfg=data_config, src=source_name: PreparedData(name, cfg, src),
-        )
+        dataset_name = _shared(
+            PreparedData(_join(settings, data_axes, variant), data_config, source_name),
+            data_config, datasets_by_config, plan.datasets, "datasets", where)
         # every axis names the run, a one-value axis too (it says what was set)
         name = _join(settings, list(axes), variant)
         if name in plan.runs:
