@@ -13,8 +13,6 @@ from collections.abc import Sequence
 from lfwcnn.aggregate import mean_interval
 from lfwcnn.claims import labelled
 
-READINGS = {"higher": "higher", "lower": "lower", "unclear": "no clear difference"}
-
 
 def _values(runs: Sequence[dict], axis: str) -> list[str]:
     """An axis' values in the order its runs come (the config's order)."""
@@ -79,7 +77,7 @@ def axis_effects(summary: dict) -> list[dict]:
                 "low_points": None if interval is None else 100 * low,
                 "high_points": None if interval is None else 100 * high,
                 "confidence": confidence, "direction": direction,
-                "reading": READINGS[direction],
+                "reading": "no clear difference" if direction == "unclear" else direction,
             })
     return effects
 

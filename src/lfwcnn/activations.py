@@ -177,20 +177,9 @@ def layer_files(paths: Sequence[Path], what: str) -> dict[str, Path]:
     return files
 
 
-def export_activations(
-    *,
-    model: Path,
-    dataset: Path,
-    split: Path,
-    layers: list[Path],
-    image: Path,
-    record: Path,
-    per_image: Path,
-    table: Path,
-    summary: Path,
-    activations: Settings,
-    seed: int,
-) -> None:
+def export_activations(*, model: Path, dataset: Path, split: Path, layers: list[Path],
+                       image: Path, record: Path, per_image: Path, table: Path, summary: Path,
+                       activations: Settings, seed: int) -> None:
     """Step: for the configured test image, ``image`` (the uint8 face), ``record`` (which face,
     why, what the model predicts) and one file per layer in ``layers``, named after it
     (``activations`` float32 (H, W, C), ``layer``, ``image_file``); over the test set,
@@ -240,33 +229,25 @@ def export_activations(
         index=False, float_format="%.6g"))
     label = int(data.labels[choice.index])
     chosen = {
-        "file": file,
-        "person": str(data.class_names[label]),
-        "label": label,
-        "dataset_index": choice.index,
-        "test_position": choice.test_position,
-        "chosen_by": choice.rule,
-        "predicted": str(data.class_names[predicted]),
-        "predicted_probability": float(probabilities[predicted]),
-        "correct": predicted == label,
-        "layers": [{"layer": row["layer"],
-                    "shape": [row["height"], row["width"], row["channels"]],
+        "file": file, "person": str(data.class_names[label]), "label": label,
+        "dataset_index": choice.index, "test_position": choice.test_position,
+        "chosen_by": choice.rule, "predicted": str(data.class_names[predicted]),
+        "predicted_probability": float(probabilities[predicted]), "correct": predicted == label,
+        "layers": [{"layer": row["layer"], "shape": [row["height"], row["width"], row["channels"]],
                     "zero_share": row["image_zero_share"],
                     "blank_maps": row["image_blank_maps"]} for row in rows],
         **provenance,
     }
     write_text(record, json.dumps(chosen, indent=2) + "\n")
     write_text(summary, json.dumps({
-        "test_images": int(len(test_idx)),
-        "layers": rows,
+        "test_images": int(len(test_idx)), "layers": rows,
         "image": {"file": file, "person": chosen["person"]},
         "definitions": {
             "zero_share": "share of the activations of a layer that are exactly 0",
             "blank_share": "share of the feature maps of a layer that are 0 everywhere",
             "never_active_maps": "feature maps that are blank for every test image",
         },
-        "seconds": round(time.perf_counter() - start, 3),
-        **provenance,
+        "seconds": round(time.perf_counter() - start, 3), **provenance,
     }, indent=2) + "\n")
     for row in rows:
         log.info("%s %dx%dx%d: %.1f %% zero activations, %.1f %% blank maps (mean over %d "

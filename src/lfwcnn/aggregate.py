@@ -99,20 +99,15 @@ def summarize(accuracies: Sequence[float], paper_accuracy: float, confidence: fl
                         for bounds in (mean_interval(values, confidence),
                                        mean_interval(values, confidence, one_run=True)))
     result = {
-        "seeds": n,
-        "mean": mean,
-        "std": float(values.std(ddof=1)) if n > 1 else None,
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "confidence": confidence,
+        "seeds": n, "mean": mean, "std": float(values.std(ddof=1)) if n > 1 else None,
+        "min": float(values.min()), "max": float(values.max()), "confidence": confidence,
         "interval": None if interval is None else {
             "method": "student-t of the mean, clipped to [0, 1]",
             "low": interval[0], "high": interval[1]},
         "prediction_interval": None if single is None else {
             "method": "student-t for one further run, clipped to [0, 1]",
             "low": single[0], "high": single[1]},
-        "paper_accuracy": paper_accuracy,
-        "verdict": verdict(paper_accuracy, interval),
+        "paper_accuracy": paper_accuracy, "verdict": verdict(paper_accuracy, interval),
         "verdict_single_run": verdict(paper_accuracy, single),
         "difference_points": round(100 * (paper_accuracy - mean), 2),  # points, for reading
         "distance_to_interval_points": None if interval is None else round(

@@ -118,14 +118,11 @@ def score(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[s
     total = len(labels)
     low, high = binomial_interval(correct, total, confidence)
     metrics = {
-        "test_images": total,
-        "correct": correct,
-        "accuracy": correct / total,
+        "test_images": total, "correct": correct, "accuracy": correct / total,
         "loss": cross_entropy(labels, probabilities),
         "accuracy_interval": {"confidence": confidence, "method": "clopper-pearson",
                               "low": low, "high": high},
-        "classes": n_classes,
-        "chance_accuracy": 1 / n_classes,
+        "classes": n_classes, "chance_accuracy": 1 / n_classes,
         "majority_accuracy": float(np.bincount(labels, minlength=n_classes).max() / total),
     }
     for average in ("macro", "weighted"):
@@ -135,19 +132,9 @@ def score(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[s
     return metrics, per_class(confusion), confusion
 
 
-def evaluate_model(
-    *,
-    dataset: Path,
-    split_csv: Path,
-    model_file: Path,
-    info: Path | None = None,
-    metrics: Path,
-    per_class: Path,
-    confusion: Path,
-    figure: Path,
-    predictions: Path,
-    evaluate: Settings,
-) -> None:
+def evaluate_model(*, dataset: Path, split_csv: Path, model_file: Path, info: Path | None = None,
+                   metrics: Path, per_class: Path, confusion: Path, figure: Path,
+                   predictions: Path, evaluate: Settings) -> None:
     """Step: score ``model_file`` on the test images of ``split_csv`` and write the metrics,
     the per-class scores, the confusion matrix (table and ``figure``) and every prediction;
     ``info``: the seed's train.json, whose seed, device and timings the metrics carry."""
