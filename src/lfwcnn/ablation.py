@@ -67,13 +67,12 @@ def axis_effects(summary: dict) -> list[dict]:
                               in zip(run["seed_list"], run["accuracies"], strict=True)
                               if seed in base]
             interval = mean_interval(pairs, confidence)
-            mean = sum(pairs) / len(pairs) if pairs else None
             low, high = interval or (0, 0)
             direction = "higher" if low > 0 else "lower" if high < 0 else "unclear"
             effects.append({
                 "axis": axis, "value": value, "reference": values[0],
                 "runs_matched": matched, "pairs": len(pairs),
-                "mean_points": None if mean is None else 100 * mean,
+                "mean_points": 100 * (sum(pairs) / len(pairs)) if pairs else None,
                 "low_points": None if interval is None else 100 * low,
                 "high_points": None if interval is None else 100 * high,
                 "confidence": confidence, "direction": direction,

@@ -59,35 +59,29 @@ def choose_image(data: Dataset, test_idx: np.ndarray, *, image: str | None = Non
         # the folder's own name first: a folder may hold spaces ("Poe, Carol")
         wanted = person if person in names else person.strip().replace(" ", "_")
         if wanted not in names:
-            raise LfwcnnError(
-                f"activations.person {person!r} is not one of the {len(names)} people in the "
-                "dataset (names are spelt as the LFW folders, e.g. George_W_Bush)"
-            )
+            raise LfwcnnError(f"activations.person {person!r} is not one of the {len(names)} "
+                              "people in the dataset (names are spelt as the LFW folders, e.g. "
+                              "George_W_Bush)")
         label = names.index(wanted)
     if image is not None:
-        matches = [i for i, name in enumerate(files)
-                   if name == image or name.rsplit("/", 1)[-1] == image]
-        if not matches:
+        row = next((i for i, name in enumerate(files) if image in (name, name.rsplit("/")[-1])),
+                   None)
+        if row is None:
             raise LfwcnnError(f"activations.image {image!r} is not an image of the dataset")
-        row = matches[0]
         where = np.flatnonzero(test_idx == row)
         if not where.size:
-            raise LfwcnnError(
-                f"activations.image {image!r} is in the training subset of this split; "
-                "choose an image of the test subset (the paper's image is a test image)"
-            )
+            raise LfwcnnError(f"activations.image {image!r} is in the training subset of this "
+                              "split; choose an image of the test subset (the paper's image is "
+                              "a test image)")
         if person is not None and data.labels[row] != label:
-            raise LfwcnnError(
-                f"activations.image {image!r} shows {names[data.labels[row]]}, "
-                f"not activations.person {person!r}"
-            )
+            raise LfwcnnError(f"activations.image {image!r} shows {names[data.labels[row]]}, "
+                              f"not activations.person {person!r}")
         return Choice(int(row), int(where[0]), f"the configured image {files[row]}")
     if person is not None:
         positions = np.flatnonzero(data.labels[test_idx] == label)
         if not positions.size:
-            raise LfwcnnError(
-                f"activations.person {person!r} has no image in the test subset of this split"
-            )
+            raise LfwcnnError(f"activations.person {person!r} has no image in the test subset "
+                              "of this split")
         position = int(positions[0])
         return Choice(int(test_idx[position]), position,
                       f"the first test image of {wanted} in the split file")
@@ -201,10 +195,8 @@ def export_activations(*, model: Path, dataset: Path, split: Path, layers: list[
     present = [layer.name for layer in network.layers if FEATURE_LAYER.match(layer.name)]
     missing = [name for name in names if name not in present]
     if missing:
-        raise LfwcnnError(
-            f"the model has no conv/pooling layer {', '.join(missing)}; it has "
-            f"{', '.join(present) or 'none'}"
-        )
+        raise LfwcnnError(f"the model has no conv/pooling layer {', '.join(missing)}; it has "
+                          f"{', '.join(present) or 'none'}")
     # one model from the input to every layer's output, sharing the trained weights
     extractor = keras.Model(network.inputs[0],
                             [network.get_layer(name).output for name in names],

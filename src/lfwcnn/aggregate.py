@@ -1,10 +1,9 @@
 """Across seeds: mean, spread and intervals of the test accuracy, and a verdict on the paper's.
 
 A seed drives both the split and the initial weights, so the spread over seeds covers the
-paper's whole random protocol. The verdict places the paper's 83.47 % against the t-interval
-of the mean accuracy. That interval narrows as seeds are added, while the paper reports one
-run; so the prediction interval for a single further run is given too, with its own verdict.
-"""
+paper's whole random protocol. The paper's accuracy is placed against the t-interval of the
+mean, which narrows as seeds are added, and (the paper reports one run) against the
+prediction interval of a single further run."""
 
 from __future__ import annotations
 

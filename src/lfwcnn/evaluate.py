@@ -77,12 +77,8 @@ def predict(model_path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
 
 
 def per_class(confusion: pd.DataFrame) -> pd.DataFrame:
-    """Precision, recall, F1, support and predictions per class of a confusion matrix.
-
-    F1 is 2 hits / (support + predictions): scikit-learn's formula, so one seed's scores are
-    bit for bit those of ``precision_recall_fscore_support``; a class never seen nor
-    predicted scores 0, as with its ``zero_division=0``.
-    """
+    """Precision, recall, F1, support and predictions per class of a confusion matrix: bit for
+    bit scikit-learn's ``precision_recall_fscore_support(zero_division=0)`` of one seed."""
     counts = confusion.to_numpy(dtype=float)
     hits = np.diag(counts)
     support, predicted = counts.sum(axis=1), counts.sum(axis=0)
@@ -103,10 +99,8 @@ def score(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[s
 
     n_classes = len(class_names)
     if probabilities.shape != (len(labels), n_classes):
-        raise LfwcnnError(
-            f"the model gives {probabilities.shape[1]} class scores, the dataset has "
-            f"{n_classes} classes"
-        )
+        raise LfwcnnError(f"the model gives {probabilities.shape[1]} class scores, the dataset "
+                          f"has {n_classes} classes")
     predicted = probabilities.argmax(axis=1)
     classes = np.arange(n_classes)
     confusion = pd.DataFrame(

@@ -1,13 +1,10 @@
 """Sweeps: several values per setting, every combination a run, runs sharing prepared data.
 
-The config key ``sweep`` maps an axis name to its values, each value name to a config overlay
-(a nested mapping of ordinary config keys), e.g. ``crop: {whole250: {data: {crop: ...}}}``.
-A *run* is one combination (the product over the axes, in their order): the base config
-deep-merged with one overlay per axis, checked like any config. Runs with equal ``data`` and
-``split`` config share one prepared *dataset*; datasets with the same *source* (variant,
-location, checksums) share one download. Without a sweep there is one of each, all named after
-``data.variant``. Planning only: ``workflow/rules/common.smk`` names its paths after the plan.
-"""
+``sweep`` maps an axis to value names, each to a config overlay. A *run* is one combination
+(the product over the axes, in their order): the base config deep-merged with one overlay per
+axis and checked. Runs with equal ``data`` and ``split`` config share one prepared *dataset*,
+datasets with the same *source* (variant, location, checksums) one download. Without a sweep
+there is one of each, named after ``data.variant``. ``workflow/rules/common.smk`` plans here."""
 
 from __future__ import annotations
 
@@ -41,8 +38,7 @@ class Source:
 
 @dataclass
 class PreparedData:
-    """The plan of one prepared dataset (``data/prepared/{name}``) and its splits: the config
-    they are made with, not the arrays (those are :class:`lfwcnn.dataset.Dataset`)."""
+    """The config of one prepared dataset (``data/prepared/{name}``) and its splits."""
 
     name: str
     config: dict  # {"data": ..., "split": ...}
@@ -113,12 +109,9 @@ def _shared(entry: Source | PreparedData, key: Any, names_by_key: dict, planned:
 
 
 def plan_sweep(config: Mapping, check: Callable[[dict], dict]) -> Plan:
-    """Expand ``config['sweep']`` of a schema-checked ``config`` into runs, datasets, sources.
-
-    ``check`` validates one merged config (and fills its defaults), e.g.
-    ``lambda c: lfwcnn.config.check_config(c, schema)``; its error is re-raised naming the
-    axis and value.
-    """
+    """Expand ``config['sweep']`` of a schema-checked ``config`` into runs, datasets, sources;
+    ``check`` validates one merged config and fills its defaults (``config.check_config``),
+    its error re-raised naming the axis and value."""
     axes = {axis: {value: overlay or {} for value, overlay in values.items()}
             for axis, values in config["sweep"].items()}
     for axis, values in axes.items():
@@ -135,8 +128,7 @@ def plan_sweep(config: Mapping, check: Callable[[dict], dict]) -> Plan:
                    if any(isinstance(overlay.get("data"), Mapping) and key in overlay["data"]
                           for overlay in values.values() for key in SOURCE_KEYS)]
     plan = Plan(axes={axis: list(values) for axis, values in axes.items()})
-    datasets_by_config: dict[str, str] = {}
-    sources_by_config: dict[str, str] = {}
+    sources_by_config, datasets_by_config = {}, {}  # canonical config -> name
     layers = None
     for combination in itertools.product(*(list(values.items()) for values in axes.values())):
         settings = {axis: value for axis, (value, _) in zip(axes, combination, strict=True)}
