@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from helpers_training import make_dataset, model_settings, split_in_quarters
 
-from lfwcnn import activations, steps
+from lfwcnn import steps
 from lfwcnn.activations import (
     SPARSITY_COLUMNS,
     choose_image,
@@ -130,11 +131,12 @@ def test_measure_sparsity_accumulates_over_batches_and_finds_never_active_maps()
 # ----------------------------------------------------------------------------- export
 
 
-def files(out: Path, layers: list[str] = LAYERS) -> activations.ActivationFiles:
+def files(out: Path, layers: list[str] = LAYERS) -> SimpleNamespace:
     """The export's files in ``out``, named as the workflow names them."""
-    return activations.ActivationFiles(
-        {name: out / f"{name}.npz" for name in layers}, out / "image.npz", out / "image.json",
-        out / "sparsity.npz", out / "sparsity.csv", out / "sparsity.json")
+    return SimpleNamespace(
+        layers={name: out / f"{name}.npz" for name in layers}, image=out / "image.npz",
+        record=out / "image.json", per_image=out / "sparsity.npz", table=out / "sparsity.csv",
+        summary=out / "sparsity.json")
 
 
 def export_step(small: dict, out: Path, *values: str, layers: list[str] = LAYERS,
@@ -155,8 +157,8 @@ def export_step(small: dict, out: Path, *values: str, layers: list[str] = LAYERS
 
 def test_export_writes_every_layer_with_the_models_shapes(small, tmp_path):
     out = tmp_path / "act"
-    summary = activations.export(small["folder"] / "model.keras", small["data"], small["test"],
-                                 files(out))
+    assert export_step(small, out, "seed=0") == 0
+    summary = json.loads((out / "sparsity.json").read_text())
     model = small["model"]
     assert [row["layer"] for row in summary["layers"]] == LAYERS
     for name in LAYERS:

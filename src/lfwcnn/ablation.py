@@ -1,17 +1,9 @@
 """Read a sweep as an ablation: what each setting changes, and which settings fit the paper.
 
-The paper leaves open which LFW variant and which crop it used; config/ablation.yaml trains
-every combination for several seeds. From the sweep summary (lfwcnn.sweep_summary) this
-module derives three things the report shows, all computed, none written by hand:
-
-* a grid (first axis x second axis, one cell per run) when the sweep has two axes;
-* the effect of each axis: every value against the axis' first value, with the other axes
-  held equal and the seeds paired (seed k of both runs shares its split, since the split is
-  seeded by the training seed unless ``split.seed`` pins one), as a mean difference with a
-  t-interval over the pairs;
-* plain sentences: which settings the paper's accuracy is consistent with (against the
-  interval of the mean, and against the range expected of the single run the paper reports),
-  which not, and what the approximate sources mean for that reading.
+From the sweep summary (lfwcnn.sweep_summary), all computed: a grid of the runs when the sweep
+has two axes; the effect of each axis (every value against the axis' first, the other axes
+equal, seeds paired: seed k of both runs shares its split unless ``split.seed`` pins one);
+and plain sentences on which settings the paper's accuracy is consistent with, and the caveats.
 """
 
 from __future__ import annotations
@@ -20,8 +12,6 @@ from collections.abc import Sequence
 
 from lfwcnn.aggregate import mean_interval
 from lfwcnn.claims import labelled
-
-READINGS = {"higher": "higher", "lower": "lower", "unclear": "no clear difference"}
 
 
 def _values(runs: Sequence[dict], axis: str) -> list[str]:
@@ -34,20 +24,15 @@ def _others(run: dict, axis: str) -> dict:
     return {k: v for k, v in run["settings"].items() if k != axis}
 
 
-def _confidence(runs: Sequence[dict]) -> float:
-    return next((r["confidence"] for r in runs if r["confidence"]), 0.95)
-
-
 def grid(summary: dict) -> dict | None:
     """Runs laid out as rows (first axis) x columns (second axis); None unless two axes."""
-    axes = summary["axes"]
-    if len(axes) != 2:
+    if len(summary["axes"]) != 2:
         return None
-    rows_axis, cols_axis = axes
-    rows, cols = _values(summary["runs"], rows_axis), _values(summary["runs"], cols_axis)
+    rows_axis, cols_axis = summary["axes"]
+    cols = _values(summary["runs"], cols_axis)
     cells = {(r["settings"][rows_axis], r["settings"][cols_axis]): r for r in summary["runs"]}
     layout = []
-    for row in rows:
+    for row in _values(summary["runs"], rows_axis):
         row_cells = [cells.get((row, col)) for col in cols]
         caveats = [c["caveat"] for c in row_cells if c and c["caveat"]]
         layout.append({"value": row, "caveat": caveats[0] if caveats else None,
@@ -55,15 +40,7 @@ def grid(summary: dict) -> dict | None:
     return {"row_axis": rows_axis, "col_axis": cols_axis, "cols": cols, "rows": layout}
 
 
-def _paired_differences(run: dict, reference: dict) -> list[float]:
-    """Accuracy of ``run`` minus ``reference``, seed by seed, over the seeds both trained."""
-    base = dict(zip(reference["seed_list"], reference["accuracies"], strict=True))
-    return [accuracy - base[seed]
-            for seed, accuracy in zip(run["seed_list"], run["accuracies"], strict=True)
-            if seed in base]
-
-
-def axis_effects(summary: dict, confidence: float | None = None) -> list[dict]:
+def axis_effects(summary: dict) -> list[dict]:
     """Each axis value against the axis' first value, other axes equal, seeds paired.
 
     ``direction`` is 'higher' or 'lower' when the interval of the mean paired difference
@@ -71,7 +48,7 @@ def axis_effects(summary: dict, confidence: float | None = None) -> list[dict]:
     ``reading`` says it in words.
     """
     runs = summary["runs"]
-    confidence = confidence or _confidence(runs)
+    confidence = runs[0]["confidence"]
     effects = []
     for axis in summary["axes"]:
         values = _values(runs, axis)
@@ -83,23 +60,23 @@ def axis_effects(summary: dict, confidence: float | None = None) -> list[dict]:
                 reference = next((r for r in runs if r["settings"][axis] == values[0]
                                   and _others(r, axis) == _others(run, axis)), None)
                 if reference is not None:
+                    # accuracy minus the reference's, seed by seed, over the seeds both trained
+                    base = dict(zip(reference["seed_list"], reference["accuracies"], strict=True))
                     matched += 1
-                    pairs += _paired_differences(run, reference)
-            interval = mean_interval(pairs, confidence) if pairs else None
-            mean = sum(pairs) / len(pairs) if pairs else None
-            direction = "unclear"
-            if interval is not None and interval[0] > 0:
-                direction = "higher"
-            elif interval is not None and interval[1] < 0:
-                direction = "lower"
+                    pairs += [accuracy - base[seed] for seed, accuracy
+                              in zip(run["seed_list"], run["accuracies"], strict=True)
+                              if seed in base]
+            interval = mean_interval(pairs, confidence)
+            low, high = interval or (0, 0)
+            direction = "higher" if low > 0 else "lower" if high < 0 else "unclear"
             effects.append({
                 "axis": axis, "value": value, "reference": values[0],
                 "runs_matched": matched, "pairs": len(pairs),
-                "mean_points": None if mean is None else 100 * mean,
-                "low_points": None if interval is None else 100 * interval[0],
-                "high_points": None if interval is None else 100 * interval[1],
+                "mean_points": 100 * (sum(pairs) / len(pairs)) if pairs else None,
+                "low_points": None if interval is None else 100 * low,
+                "high_points": None if interval is None else 100 * high,
                 "confidence": confidence, "direction": direction,
-                "reading": READINGS[direction],
+                "reading": "no clear difference" if direction == "unclear" else direction,
             })
     return effects
 
@@ -129,27 +106,23 @@ def deciding_axes(summary: dict) -> list[str]:
 def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
     """Short sentences that follow from the numbers alone, for the report and the JSON."""
     runs = summary["runs"]
-    if not runs:
-        return []
-    paper = next((r["paper_accuracy"] for r in runs if r["paper_accuracy"] is not None), None)
-    level = f"{_confidence(runs):.0%}"
+    paper = runs[0]["paper_accuracy"]
+    level = f"{runs[0]['confidence']:.0%}"
     seeds = sorted({r["seeds"] for r in runs})
     by = {v: [r for r in runs if r["verdict"] == v] for v in ("inside", "above", "below",
                                                                  "undefined")}
     lines = [f"{len(runs)} settings, {'/'.join(map(str, seeds))} seeds each; the paper's "
              f"{paper:.2%} is compared with each setting's {level} interval of the mean."]
-    if by["inside"]:
-        lines.append(f"Consistent with the paper ({len(by['inside'])} of {len(runs)}): "
-                     f"{_names(by['inside'])}.")
-    if by["below"]:
-        lines.append(f"Not consistent, ours higher than the paper: {_names(by['below'])}.")
-    if by["above"]:
-        lines.append(f"Not consistent, ours lower than the paper: {_names(by['above'])}.")
-    if by["undefined"]:
-        lines.append(f"Undecided (one seed, no interval): {_names(by['undefined'])}.")
+    for verdict, text in (("inside", f"Consistent with the paper ({len(by['inside'])} of "
+                                     f"{len(runs)})"),
+                          ("below", "Not consistent, ours higher than the paper"),
+                          ("above", "Not consistent, ours lower than the paper"),
+                          ("undefined", "Undecided (one seed, no interval)")):
+        if by[verdict]:
+            lines.append(f"{text}: {_names(by[verdict])}.")
     if not by["inside"] and not by["undefined"]:
         lines.append("No setting reproduces the paper's accuracy within its interval.")
-    single = [r for r in runs if r.get("verdict_single_run") in ("inside", "above", "below")]
+    single = [r for r in runs if r["verdict_single_run"] in ("inside", "above", "below")]
     if single:
         fits = [r for r in single if r["verdict_single_run"] == "inside"]
         lines.append(
@@ -173,17 +146,16 @@ def conclusion(summary: dict, effects: Sequence[dict]) -> list[str]:
             f"{effect['axis']} {effect['value']} vs {effect['reference']}: "
             f"{effect['mean_points']:+.2f} points on average over {effect['pairs']} paired "
             f"seeds{span}: {effect['reading']}.")
-    approximate = [r for r in runs if r["caveat"] == "approximation"]
-    if approximate:
-        lines.append(
-            f"{len(approximate)} of {len(runs)} settings use images that only approximate "
-            "their LFW variant (see each source's note); their numbers indicate, and do not "
-            "measure, what the real variant would give.")
-    unverified = [r for r in runs if r["caveat"] == "unverified archive"]
-    if unverified:
-        lines.append(
-            f"{len(unverified)} of {len(runs)} settings use an archive that is not the "
-            "published one of its variant (its md5 differs): what it holds is unverified.")
+    for caveat, text in (
+        ("approximation", "use images that only approximate their LFW variant (see each "
+         "source's note); their numbers indicate, and do not measure, what the real variant "
+         "would give."),
+        ("unverified archive", "use an archive that is not the published one of its variant "
+         "(its md5 differs): what it holds is unverified."),
+    ):
+        count = sum(r["caveat"] == caveat for r in runs)
+        if count:
+            lines.append(f"{count} of {len(runs)} settings {text}")
     return lines
 
 

@@ -1,44 +1,34 @@
 """Claims C4 and C6: what every conv and pooling layer makes of a test face, and how sparse it is.
 
-The paper shows the feature maps of its six conv and pooling layers for one test image
-(Figs. 6-12) and reads two things off them: the first layer keeps every filter active, and
-deeper layers hold more blank maps and sparser activations. One image cannot carry the second
-statement, so besides the activations of the chosen image (one ``.npz`` per layer) this step
-measures, for every image of the test set and every layer, the share of activations that are
-exactly zero and the share of feature maps that are zero everywhere ("blank").
-
-The image is chosen deterministically from the test subset of the split the model was
-trained with: a named file, else the first test image of a named person, else the first test
-image, each "first" in the order of the split file.
-
-The step is :func:`export_activations` (rule ``export_activations``; by hand
-``python -m lfwcnn export_activations NAME=VALUE ...``).
+Besides the activations of one chosen test image (Figs. 6-12, one ``.npz`` per layer), the
+share of exactly-zero activations and of blank (all-zero) feature maps is measured over the
+whole test set: one image cannot carry the paper's "deeper layers are sparser". The step is
+:func:`export_activations` (rule ``export_activations``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from lfwcnn.atomic import atomic_path, write_text
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.loading import load_keras_model
+from lfwcnn.evaluate import load_model
 from lfwcnn.model import FEATURE_LAYER, scale_pixels
 from lfwcnn.ownership import check_outputs, listed
 from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# test images per forward pass while measuring sparsity (memory, not results)
-BATCH_SIZE = 64
+BATCH_SIZE = 64  # test images per forward pass while measuring sparsity (memory, not results)
 SPARSITY_COLUMNS = (
     "layer", "height", "width", "channels", "images",
     "zero_share_mean", "zero_share_std", "zero_share_min", "zero_share_max",
@@ -48,32 +38,16 @@ SPARSITY_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class ActivationFiles:
-    """Where :func:`export` writes: one file per layer (name -> path) and five besides."""
-
-    layers: Mapping[str, Path]
-    image: Path
-    record: Path
-    per_image: Path
-    table: Path
-    summary: Path
-
-
-@dataclass(frozen=True)
 class Choice:
-    """The test image whose activations are drawn, and why it was the one."""
-
     index: int  # row in the dataset arrays
     test_position: int  # position in the split file's test subset
-    rule: str
-
-
-# ----------------------------------------------------------------------------- the test image
+    rule: str  # why this image
 
 
 def choose_image(data: Dataset, test_idx: np.ndarray, *, image: str | None = None,
                  person: str | None = None) -> Choice:
-    """Pick the test image: ``image`` by file name, else ``person``'s first, else the first.
+    """Pick the test image: ``image`` by file name, else ``person``'s first, else the first
+    (first in the split file's order).
 
     ``image`` is a path relative to the LFW root (``Person/Person_0001.jpg``) or just the file
     name. The paper's image is "an example from the test data which the network is not trained
@@ -85,80 +59,42 @@ def choose_image(data: Dataset, test_idx: np.ndarray, *, image: str | None = Non
         # the folder's own name first: a folder may hold spaces ("Poe, Carol")
         wanted = person if person in names else person.strip().replace(" ", "_")
         if wanted not in names:
-            raise LfwcnnError(
-                f"activations.person {person!r} is not one of the {len(names)} people in the "
-                "dataset (names are spelt as the LFW folders, e.g. George_W_Bush)"
-            )
+            raise LfwcnnError(f"activations.person {person!r} is not one of the {len(names)} "
+                              "people in the dataset (names are spelt as the LFW folders, e.g. "
+                              "George_W_Bush)")
         label = names.index(wanted)
     if image is not None:
-        matches = [i for i, name in enumerate(files)
-                   if name == image or name.rsplit("/", 1)[-1] == image]
-        if not matches:
+        row = next((i for i, name in enumerate(files) if image in (name, name.rsplit("/")[-1])),
+                   None)
+        if row is None:
             raise LfwcnnError(f"activations.image {image!r} is not an image of the dataset")
-        row = matches[0]
         where = np.flatnonzero(test_idx == row)
         if not where.size:
-            raise LfwcnnError(
-                f"activations.image {image!r} is in the training subset of this split; "
-                "choose an image of the test subset (the paper's image is a test image)"
-            )
+            raise LfwcnnError(f"activations.image {image!r} is in the training subset of this "
+                              "split; choose an image of the test subset (the paper's image is "
+                              "a test image)")
         if person is not None and data.labels[row] != label:
-            raise LfwcnnError(
-                f"activations.image {image!r} shows {names[data.labels[row]]}, "
-                f"not activations.person {person!r}"
-            )
+            raise LfwcnnError(f"activations.image {image!r} shows {names[data.labels[row]]}, "
+                              f"not activations.person {person!r}")
         return Choice(int(row), int(where[0]), f"the configured image {files[row]}")
     if person is not None:
         positions = np.flatnonzero(data.labels[test_idx] == label)
         if not positions.size:
-            raise LfwcnnError(
-                f"activations.person {person!r} has no image in the test subset of this split"
-            )
+            raise LfwcnnError(f"activations.person {person!r} has no image in the test subset "
+                              "of this split")
         position = int(positions[0])
         return Choice(int(test_idx[position]), position,
                       f"the first test image of {wanted} in the split file")
     return Choice(int(test_idx[0]), 0, "the first test image in the split file")
 
 
-# ----------------------------------------------------------------------------- the model
-
-
-def feature_layers(model, names: Sequence[str] | None = None) -> list[str]:
-    """The conv and pooling layers in model order, or ``names`` checked against the model."""
-    present = [layer.name for layer in model.layers if FEATURE_LAYER.match(layer.name)]
-    if names is None:
-        if not present:
-            raise LfwcnnError("the model has no layer named conv<N> or pool<N>")
-        return present
-    missing = [name for name in names if name not in present]
-    if missing:
-        raise LfwcnnError(
-            f"the model has no conv/pooling layer {', '.join(missing)}; it has "
-            f"{', '.join(present) or 'none'}"
-        )
-    return list(names)
-
-
-def feature_model(model, names: Sequence[str]):
-    """One model from the input to the outputs of ``names``, sharing the trained weights."""
-    import keras
-
-    outputs = [model.get_layer(name).output for name in names]
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-    return keras.Model(inputs, outputs, name="feature_maps")
-
-
 def layer_outputs(extractor, images: np.ndarray, batch_size: int = BATCH_SIZE):
     """Yield, batch by batch, the list of (batch, H, W, C) float32 arrays of each layer."""
     for start in range(0, len(images), batch_size):
-        batch = scale_pixels(images[start:start + batch_size])
-        outputs = extractor(batch, training=False)
+        outputs = extractor(scale_pixels(images[start:start + batch_size]), training=False)
         if not isinstance(outputs, list | tuple):
             outputs = [outputs]
         yield [np.asarray(out, dtype=np.float32) for out in outputs]
-
-
-# ----------------------------------------------------------------------------- sparsity
 
 
 def image_sparsity(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,25 +103,8 @@ def image_sparsity(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     A value counts as zero only if it is exactly 0, as ReLU leaves it (and max pooling of
     ReLU outputs keeps it); a map is blank when all of its H x W values are zero.
     """
-    if maps.ndim != 4:
-        raise LfwcnnError(f"feature maps must be (images, height, width, channels), got "
-                          f"{maps.shape}")
     zero = maps == 0
-    zero_share = zero.mean(axis=(1, 2, 3))
-    blank_share = zero.all(axis=(1, 2)).mean(axis=1)
-    return zero_share, blank_share
-
-
-def summarize_layer(zero_share: np.ndarray, blank_share: np.ndarray) -> dict:
-    """Mean and spread across images of one layer's two sparsity measures."""
-    def stats(values: np.ndarray, name: str) -> dict:
-        return {
-            f"{name}_mean": float(values.mean()),
-            f"{name}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-            f"{name}_min": float(values.min()),
-            f"{name}_max": float(values.max()),
-        }
-    return {**stats(zero_share, "zero_share"), **stats(blank_share, "blank_share")}
+    return zero.mean(axis=(1, 2, 3)), zero.all(axis=(1, 2)).mean(axis=1)
 
 
 @dataclass(frozen=True)
@@ -200,134 +119,48 @@ class Sparsity:
 def measure_sparsity(extractor, names: Sequence[str], images: np.ndarray,
                      batch_size: int = BATCH_SIZE) -> Sparsity:
     """Both sparsity measures for every image and layer, without holding all maps at once."""
-    if not len(images):
-        raise LfwcnnError("no test images to measure sparsity on")
-    zero_parts, blank_parts = [], []
-    shapes: list[tuple[int, int, int]] = []
-    ever_active: list[np.ndarray] = []
+    zero_parts, blank_parts, ever_active = [], [], None
     for outputs in layer_outputs(extractor, images, batch_size):
-        if not shapes:
-            shapes = [tuple(int(s) for s in out.shape[1:]) for out in outputs]
-            ever_active = [np.zeros(shape[-1], dtype=bool) for shape in shapes]
-        zeros, blanks = [], []
-        for k, out in enumerate(outputs):
-            zero_share, blank_share = image_sparsity(out)
-            zeros.append(zero_share)
-            blanks.append(blank_share)
-            ever_active[k] |= (out != 0).any(axis=(0, 1, 2))
-        zero_parts.append(np.stack(zeros, axis=1))
-        blank_parts.append(np.stack(blanks, axis=1))
+        shares = [image_sparsity(out) for out in outputs]
+        zero_parts.append(np.stack([zero for zero, _ in shares], axis=1))
+        blank_parts.append(np.stack([blank for _, blank in shares], axis=1))
+        active = [(out != 0).any(axis=(0, 1, 2)) for out in outputs]
+        ever_active = active if ever_active is None else [
+            ever | now for ever, now in zip(ever_active, active, strict=True)]
     return Sparsity(
         layers=list(names),
-        shapes=shapes,
+        shapes=[tuple(int(s) for s in out.shape[1:]) for out in outputs],
         zero_share=np.concatenate(zero_parts),
         blank_share=np.concatenate(blank_parts),
         never_active=[int((~active).sum()) for active in ever_active],
     )
 
 
-def sparsity_rows(sparsity: Sparsity, image_position: int | None = None) -> list[dict]:
-    """One row per layer (the columns of :data:`SPARSITY_COLUMNS`)."""
+def sparsity_rows(sparsity: Sparsity, image_position: int) -> list[dict]:
+    """One row per layer (the columns of :data:`SPARSITY_COLUMNS`); ``image_position``: the
+    chosen image's row in the measures."""
     rows = []
     for k, (name, shape) in enumerate(zip(sparsity.layers, sparsity.shapes, strict=True)):
         row = {"layer": name, "height": shape[0], "width": shape[1], "channels": shape[2],
                "images": int(len(sparsity.zero_share))}
-        row.update(summarize_layer(sparsity.zero_share[:, k], sparsity.blank_share[:, k]))
+        for measure in ("zero_share", "blank_share"):
+            values = getattr(sparsity, measure)[:, k]
+            row.update({
+                f"{measure}_mean": float(values.mean()),
+                f"{measure}_std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                f"{measure}_min": float(values.min()),
+                f"{measure}_max": float(values.max()),
+            })
         row["never_active_maps"] = sparsity.never_active[k]
-        if image_position is not None:
-            row["image_zero_share"] = float(sparsity.zero_share[image_position, k])
-            row["image_blank_maps"] = int(round(sparsity.blank_share[image_position, k]
-                                                * shape[2]))
-        else:
-            row["image_zero_share"] = row["image_blank_maps"] = None
+        row["image_zero_share"] = float(sparsity.zero_share[image_position, k])
+        row["image_blank_maps"] = int(round(sparsity.blank_share[image_position, k] * shape[2]))
         rows.append(row)
     return rows
-
-
-def rows_csv(rows: Sequence[dict]) -> str:
-    import pandas as pd
-
-    return pd.DataFrame(list(rows), columns=list(SPARSITY_COLUMNS)).to_csv(
-        index=False, float_format="%.6g")
-
-
-# ----------------------------------------------------------------------------- outputs
 
 
 def save_npz(path: Path, **arrays) -> None:
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, **arrays)
-
-
-def export(model_path: str | os.PathLike, data: Dataset, test_idx: np.ndarray,
-           outputs: ActivationFiles, *, image: str | None = None, person: str | None = None,
-           batch_size: int = BATCH_SIZE, provenance: dict | None = None) -> dict:
-    """Write the chosen image, its activations per layer, and the sparsity over the test set.
-
-    Files (``outputs``): ``image`` (the uint8 face), ``record`` (which face, why, what the
-    model predicts), one per layer in ``layers`` (``activations`` float32 (H, W, C), ``layer``,
-    ``image_file``), ``per_image`` (sparsity per image and layer), ``table`` and ``summary``
-    (per layer: mean, spread and extremes across test images). Returns the JSON summary.
-    """
-    start = time.perf_counter()
-    choice = choose_image(data, test_idx, image=image, person=person)
-    model = load_keras_model(model_path)
-    expected = tuple(model.input_shape[1:])
-    if expected != data.images.shape[1:]:
-        raise LfwcnnError(f"{model_path}: the model takes images of {expected}, the dataset "
-                          f"holds {data.images.shape[1:]}")
-    names = feature_layers(model, list(outputs.layers))
-    extractor = feature_model(model, names)
-    face = data.images[choice.index]
-    file = str(data.files[choice.index])
-    maps = next(layer_outputs(extractor, face[None]))
-    for name, layer_maps in zip(names, maps, strict=True):
-        save_npz(outputs.layers[name], activations=layer_maps[0], layer=np.array(name),
-                 image_file=np.array(file))
-    save_npz(outputs.image, image=face, image_file=np.array(file))
-    probabilities = np.asarray(model(scale_pixels(face[None]), training=False))[0]
-    predicted = int(probabilities.argmax())
-
-    test_images = data.images[test_idx]
-    sparsity = measure_sparsity(extractor, names, test_images, batch_size)
-    rows = sparsity_rows(sparsity, choice.test_position)
-    save_npz(outputs.per_image, layers=np.array(names),
-             zero_share=sparsity.zero_share.astype(np.float32),
-             blank_share=sparsity.blank_share.astype(np.float32),
-             files=data.files[test_idx])
-    write_text(outputs.table, rows_csv(rows))
-    label = int(data.labels[choice.index])
-    record = {
-        "file": file,
-        "person": str(data.class_names[label]),
-        "label": label,
-        "dataset_index": choice.index,
-        "test_position": choice.test_position,
-        "chosen_by": choice.rule,
-        "predicted": str(data.class_names[predicted]),
-        "predicted_probability": float(probabilities[predicted]),
-        "correct": predicted == label,
-        "layers": [{"layer": row["layer"],
-                    "shape": [row["height"], row["width"], row["channels"]],
-                    "zero_share": row["image_zero_share"],
-                    "blank_maps": row["image_blank_maps"]} for row in rows],
-        **(provenance or {}),
-    }
-    write_text(outputs.record, json.dumps(record, indent=2) + "\n")
-    summary = {
-        "test_images": int(len(test_idx)),
-        "layers": rows,
-        "image": {"file": file, "person": record["person"]},
-        "definitions": {
-            "zero_share": "share of the activations of a layer that are exactly 0",
-            "blank_share": "share of the feature maps of a layer that are 0 everywhere",
-            "never_active_maps": "feature maps that are blank for every test image",
-        },
-        "seconds": round(time.perf_counter() - start, 3),
-        **(provenance or {}),
-    }
-    write_text(outputs.summary, json.dumps(summary, indent=2) + "\n")
-    return summary
 
 
 def layer_files(paths: Sequence[Path], what: str) -> dict[str, Path]:
@@ -338,33 +171,77 @@ def layer_files(paths: Sequence[Path], what: str) -> dict[str, Path]:
     return files
 
 
-def export_activations(
-    *,
-    model: Path,
-    dataset: Path,
-    split: Path,
-    layers: list[Path],
-    image: Path,
-    record: Path,
-    per_image: Path,
-    table: Path,
-    summary: Path,
-    activations: Settings,
-    seed: int,
-) -> None:
-    """Step: the activations of every layer in ``layers`` (one file each, named after its
-    layer) for the configured test image, and the sparsity of each over the test set."""
-    outputs = ActivationFiles(layer_files(layers, "layers"), image, record, per_image, table,
-                              summary)
+def export_activations(*, model: Path, dataset: Path, split: Path, layers: list[Path],
+                       image: Path, record: Path, per_image: Path, table: Path, summary: Path,
+                       activations: Settings, seed: int) -> None:
+    """Step: for the configured test image, ``image`` (the uint8 face), ``record`` (which face,
+    why, what the model predicts) and one file per layer in ``layers``, named after it
+    (``activations`` float32 (H, W, C), ``layer``, ``image_file``); over the test set,
+    ``per_image`` (sparsity per image and layer), ``table`` and ``summary`` (per layer: mean,
+    spread and extremes across test images)."""
+    import keras
+
+    layer_paths = layer_files(layers, "layers")
     check_outputs({**listed("layers", layers), "image": image, "record": record,
                    "per_image": per_image, "table": table, "summary": summary},
                   {"model": model, "dataset": dataset, "split": split})
     data = load_dataset(dataset)
     _, test_idx = load_split(split, data)
+    start = time.perf_counter()
     provenance = {"seed": seed, "model": str(model), "split": str(split)}
-    written = export(model, data, test_idx, outputs, image=activations.image,
-                     person=activations.person, provenance=provenance)
-    for row in written["layers"]:
+    choice = choose_image(data, test_idx, image=activations.image, person=activations.person)
+    network = load_model(model, data.images)
+    names = list(layer_paths)
+    present = [layer.name for layer in network.layers if FEATURE_LAYER.match(layer.name)]
+    missing = [name for name in names if name not in present]
+    if missing:
+        raise LfwcnnError(f"the model has no conv/pooling layer {', '.join(missing)}; it has "
+                          f"{', '.join(present) or 'none'}")
+    # one model from the input to every layer's output, sharing the trained weights
+    extractor = keras.Model(network.inputs[0],
+                            [network.get_layer(name).output for name in names],
+                            name="feature_maps")
+    face = data.images[choice.index]
+    file = str(data.files[choice.index])
+    maps = next(layer_outputs(extractor, face[None]))
+    for name, layer_maps in zip(names, maps, strict=True):
+        save_npz(layer_paths[name], activations=layer_maps[0], layer=np.array(name),
+                 image_file=np.array(file))
+    save_npz(image, image=face, image_file=np.array(file))
+    probabilities = np.asarray(network(scale_pixels(face[None]), training=False))[0]
+    predicted = int(probabilities.argmax())
+
+    sparsity = measure_sparsity(extractor, names, data.images[test_idx])
+    rows = sparsity_rows(sparsity, choice.test_position)
+    save_npz(per_image, layers=np.array(names),
+             zero_share=sparsity.zero_share.astype(np.float32),
+             blank_share=sparsity.blank_share.astype(np.float32),
+             files=data.files[test_idx])
+    write_text(table, pd.DataFrame(rows, columns=list(SPARSITY_COLUMNS)).to_csv(
+        index=False, float_format="%.6g"))
+    label = int(data.labels[choice.index])
+    chosen = {
+        "file": file, "person": str(data.class_names[label]), "label": label,
+        "dataset_index": choice.index, "test_position": choice.test_position,
+        "chosen_by": choice.rule, "predicted": str(data.class_names[predicted]),
+        "predicted_probability": float(probabilities[predicted]), "correct": predicted == label,
+        "layers": [{"layer": row["layer"], "shape": [row["height"], row["width"], row["channels"]],
+                    "zero_share": row["image_zero_share"],
+                    "blank_maps": row["image_blank_maps"]} for row in rows],
+        **provenance,
+    }
+    write_text(record, json.dumps(chosen, indent=2) + "\n")
+    write_text(summary, json.dumps({
+        "test_images": int(len(test_idx)), "layers": rows,
+        "image": {"file": file, "person": chosen["person"]},
+        "definitions": {
+            "zero_share": "share of the activations of a layer that are exactly 0",
+            "blank_share": "share of the feature maps of a layer that are 0 everywhere",
+            "never_active_maps": "feature maps that are blank for every test image",
+        },
+        "seconds": round(time.perf_counter() - start, 3), **provenance,
+    }, indent=2) + "\n")
+    for row in rows:
         log.info("%s %dx%dx%d: %.1f %% zero activations, %.1f %% blank maps (mean over %d "
                  "test images)", row["layer"], row["height"], row["width"], row["channels"],
                  100 * row["zero_share_mean"], 100 * row["blank_share_mean"], row["images"])

@@ -1,14 +1,12 @@
 """Across seeds: mean, spread and intervals of the test accuracy, and a verdict on the paper's.
 
 A seed drives both the split and the initial weights, so the spread over seeds covers the
-paper's whole random protocol. The verdict places the paper's 83.47 % against the t-interval
-of the mean accuracy. That interval narrows as seeds are added, while the paper reports one
-run; so the prediction interval for a single further run is given too, with its own verdict.
-"""
+paper's whole random protocol. The paper's accuracy is placed against the t-interval of the
+mean, which narrows as seeds are added, and (the paper reports one run) against the
+prediction interval of a single further run."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import math
@@ -27,57 +25,27 @@ from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
 
-VERDICTS = ("inside", "above", "below", "undefined")
-SEED_COLUMNS = ("seed", "split_seed", "test_images", "correct", "accuracy", "ci_low", "ci_high",
-                "paper_in_ci", "loss", "device", "epochs")
 
-
-def _t_quantile(confidence: float, dof: int) -> float:
+def mean_interval(values: Sequence[float], confidence: float,
+                  one_run: bool = False) -> tuple[float, float] | None:
+    """Student-t interval of the mean, or with ``one_run`` the prediction interval of one more
+    run (widened by sqrt(1 + 1/n)); None with fewer than two values (no spread to use)."""
     from scipy.stats import t
 
-    return float(t.ppf((1 + confidence) / 2, dof))
-
-
-def mean_interval(values: Sequence[float], confidence: float) -> tuple[float, float] | None:
-    """Student-t interval of the mean; None with fewer than two values (no spread to use)."""
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return None
-    half = _t_quantile(confidence, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return float(values.mean() - half), float(values.mean() + half)
-
-
-def prediction_interval(values: Sequence[float], confidence: float) -> tuple[float, float] | None:
-    """Where one more run's accuracy should fall: the t-interval widened by sqrt(1 + 1/n)."""
     values = np.asarray(values, dtype=float)
     n = len(values)
     if n < 2:
         return None
-    half = _t_quantile(confidence, n - 1) * values.std(ddof=1) * math.sqrt(1 + 1 / n)
+    spread = float(t.ppf((1 + confidence) / 2, n - 1)) * values.std(ddof=1)
+    half = spread * math.sqrt(1 + 1 / n) if one_run else spread / math.sqrt(n)
     return float(values.mean() - half), float(values.mean() + half)
-
-
-def clip_to_accuracy(interval: tuple[float, float] | None) -> tuple[float, float] | None:
-    """An interval cut to [0, 1]: with few, spread seeds a t-interval can pass 100 %, which no
-    accuracy can; the verdict on a paper value in [0, 1] is the same either way."""
-    return None if interval is None else (max(0.0, interval[0]), min(1.0, interval[1]))
 
 
 def verdict(value: float, interval: tuple[float, float] | None) -> str:
     """'inside', or 'above'/'below' when ``value`` lies beyond the interval; 'undefined' without."""
     if interval is None:
         return "undefined"
-    low, high = interval
-    if value > high:
-        return "above"
-    if value < low:
-        return "below"
-    return "inside"
-
-
-def points(value: float) -> float:
-    """An accuracy difference in percentage points, rounded for reading."""
-    return round(100 * value, 2)
+    return "above" if value > interval[1] else "below" if value < interval[0] else "inside"
 
 
 def read_metrics(paths: Sequence[Path]) -> list[dict]:
@@ -101,60 +69,49 @@ def read_metrics(paths: Sequence[Path]) -> list[dict]:
     return records
 
 
-def read_source(path: Path) -> dict:
-    """The obtain step's source.json: which LFW the seeds were measured on."""
-    record = read_json(path)
-    if "variant" not in record:
-        raise LfwcnnError(f"{path}: not a source record (no 'variant')")
-    return record
-
-
 def per_seed_table(records: Sequence[dict], paper_accuracy: float) -> pd.DataFrame:
     rows = []
     for record in records:
         interval = record.get("accuracy_interval") or {}
         low, high = interval.get("low"), interval.get("high")
-        inside = None if low is None else low <= paper_accuracy <= high
         train = record.get("train") or {}
         rows.append({
             "seed": record.get("seed"), "split_seed": record.get("split_seed"),
             "test_images": record.get("test_images"), "correct": record.get("correct"),
             "accuracy": record["accuracy"], "ci_low": low, "ci_high": high,
-            "paper_in_ci": inside, "loss": record.get("loss"),
-            "device": train.get("device"), "epochs": train.get("epochs"),
+            "paper_in_ci": None if low is None else low <= paper_accuracy <= high,
+            "loss": record.get("loss"), "device": train.get("device"),
+            "epochs": train.get("epochs"),
         })
-    return pd.DataFrame(rows, columns=list(SEED_COLUMNS))
+    return pd.DataFrame(rows)
 
 
 def summarize(accuracies: Sequence[float], paper_accuracy: float, confidence: float) -> dict:
-    """The across-seed numbers and the verdict; every statistic a plain float or None."""
+    """The across-seed numbers and the verdict; every statistic a plain float or None.
+
+    The intervals are clipped to [0, 1]: with few, spread seeds a t-interval can pass 100 %,
+    which no accuracy can; the verdict on a paper value in [0, 1] is the same either way."""
     values = np.asarray(accuracies, dtype=float)
     n = len(values)
     mean = float(values.mean())
-    interval = clip_to_accuracy(mean_interval(values, confidence))
-    single = clip_to_accuracy(prediction_interval(values, confidence))
+    interval, single = (None if bounds is None else (max(0.0, bounds[0]), min(1.0, bounds[1]))
+                        for bounds in (mean_interval(values, confidence),
+                                       mean_interval(values, confidence, one_run=True)))
     result = {
-        "seeds": n,
-        "mean": mean,
-        "std": float(values.std(ddof=1)) if n > 1 else None,
-        "min": float(values.min()),
-        "max": float(values.max()),
-        "confidence": confidence,
+        "seeds": n, "mean": mean, "std": float(values.std(ddof=1)) if n > 1 else None,
+        "min": float(values.min()), "max": float(values.max()), "confidence": confidence,
         "interval": None if interval is None else {
             "method": "student-t of the mean, clipped to [0, 1]",
             "low": interval[0], "high": interval[1]},
         "prediction_interval": None if single is None else {
             "method": "student-t for one further run, clipped to [0, 1]",
             "low": single[0], "high": single[1]},
-        "paper_accuracy": paper_accuracy,
-        "verdict": verdict(paper_accuracy, interval),
+        "paper_accuracy": paper_accuracy, "verdict": verdict(paper_accuracy, interval),
         "verdict_single_run": verdict(paper_accuracy, single),
-        "difference_points": points(paper_accuracy - mean),
+        "difference_points": round(100 * (paper_accuracy - mean), 2),  # points, for reading
+        "distance_to_interval_points": None if interval is None else round(
+            100 * max(interval[0] - paper_accuracy, paper_accuracy - interval[1], 0.0), 2),
     }
-    result["distance_to_interval_points"] = (
-        None if interval is None
-        else points(max(interval[0] - paper_accuracy, paper_accuracy - interval[1], 0.0))
-    )
     result["statement"] = statement(result)
     return result
 
@@ -162,7 +119,6 @@ def summarize(accuracies: Sequence[float], paper_accuracy: float, confidence: fl
 def statement(summary: dict) -> str:
     """One sentence for the report: where the paper's number lies and by how much."""
     paper = f"The paper's {summary['paper_accuracy']:.2%}"
-    level = f"{summary['confidence']:.0%}"
     gap = summary["difference_points"]
     relation = f"{abs(gap):.2f} points {'above' if gap >= 0 else 'below'} the mean"
     if summary["verdict"] == "undefined":
@@ -170,25 +126,8 @@ def statement(summary: dict) -> str:
                 "seed there is no spread, so the interval over seeds is undefined.")
     interval = summary["interval"]
     span = f"{interval['low']:.2%} to {interval['high']:.2%}"
-    where = {"inside": "lies inside", "above": "lies above", "below": "lies below"}
-    return (f"{paper} {where[summary['verdict']]} the {level} interval of the mean over "
-            f"{summary['seeds']} seeds ({span}), {relation} ({summary['mean']:.2%}).")
-
-
-def aggregate(records: Sequence[dict], paper_accuracy: float, confidence: float):
-    """(summary dict, per-seed table) of already-checked per-seed metrics (``paper_accuracy``
-    and ``confidence`` as the config's schema admits them)."""
-    table = per_seed_table(records, paper_accuracy)
-    summary = summarize(table["accuracy"].to_numpy(), paper_accuracy, confidence)
-    summary["by_seed"] = [
-        {"seed": record.get("seed"), "accuracy": float(record["accuracy"]),
-         "interval": record.get("accuracy_interval")}
-        for record in records
-    ]
-    # the same numbers keyed by seed: `dvc metrics show/diff` reads mappings, not lists
-    summary["accuracy_by_seed"] = {f"seed{row['seed']}": row["accuracy"]
-                                   for row in summary["by_seed"]}
-    return summary, table
+    return (f"{paper} lies {summary['verdict']} the {summary['confidence']:.0%} interval of the "
+            f"mean over {summary['seeds']} seeds ({span}), {relation} ({summary['mean']:.2%}).")
 
 
 def aggregate_seeds(
@@ -200,12 +139,20 @@ def aggregate_seeds(
     source.json, recorded as ``data``."""
     check_outputs({"summary": summary, "by_seed": by_seed},
                   {**listed("metrics", metrics), "source": source})
-    result, table = aggregate(read_metrics(metrics), evaluate.paper_accuracy,
-                              evaluate.confidence)
+    records = read_metrics(metrics)
+    table = per_seed_table(records, evaluate.paper_accuracy)
+    result = summarize(table["accuracy"].to_numpy(), evaluate.paper_accuracy,
+                       evaluate.confidence)
+    result["by_seed"] = [{"seed": record.get("seed"), "accuracy": float(record["accuracy"]),
+                          "interval": record.get("accuracy_interval")} for record in records]
+    # the same numbers keyed by seed: `dvc metrics show/diff` reads mappings, not lists
+    result["accuracy_by_seed"] = {f"seed{row['seed']}": row["accuracy"]
+                                  for row in result["by_seed"]}
     if source is not None:
-        result["data"] = data_origin(read_source(source))
-    buffer = io.StringIO()
-    table.to_csv(buffer, index=False)
-    write_text(by_seed, buffer.getvalue())
+        record = read_json(source)
+        if "variant" not in record:
+            raise LfwcnnError(f"{source}: not a source record (no 'variant')")
+        result["data"] = data_origin(record)
+    write_text(by_seed, table.to_csv(index=False))
     write_text(summary, json.dumps(result, indent=2) + "\n")
     log.info("%s", result["statement"])

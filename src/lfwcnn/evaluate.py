@@ -19,7 +19,7 @@ import pandas as pd
 
 from lfwcnn import plots
 from lfwcnn.atomic import write_text
-from lfwcnn.dataset import Dataset, load_dataset, load_split
+from lfwcnn.dataset import load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.loading import load_keras_model, read_json
 from lfwcnn.model import scale_pixels
@@ -33,16 +33,10 @@ TRAIN_INFO_KEYS = ("seed", "split_seed", "device", "gpu_name", "epochs", "second
                    "seconds_per_epoch", "params", "tensorflow", "keras")
 
 
-def check_confidence(confidence: float) -> None:
-    if not 0 < confidence < 1:
-        raise LfwcnnError(f"confidence must lie strictly between 0 and 1, got {confidence}")
-
-
 def binomial_interval(correct: int, total: int, confidence: float) -> tuple[float, float]:
     """Exact (Clopper-Pearson) interval of an accuracy of ``correct`` out of ``total``."""
     from scipy.stats import binomtest
 
-    check_confidence(confidence)
     if total < 1 or not 0 <= correct <= total:
         raise LfwcnnError(f"need 0 <= correct <= total and total >= 1, got {correct}/{total}")
     ci = binomtest(correct, total).proportion_ci(confidence_level=confidence, method="exact")
@@ -56,7 +50,17 @@ def cross_entropy(labels: np.ndarray, probabilities: np.ndarray) -> float:
     return float(-np.mean(np.log(p)))
 
 
-def predict(model_path: str | os.PathLike, images: np.ndarray, batch_size: int = 256):
+def load_model(path: str | os.PathLike, images: np.ndarray):
+    """The saved model, refused in one line unless it takes images shaped as ``images``'."""
+    model = load_keras_model(path)
+    expected = tuple(model.input_shape[1:])
+    if expected != images.shape[1:]:
+        raise LfwcnnError(f"{path}: the model takes images of {expected}, the dataset holds "
+                          f"{images.shape[1:]}")
+    return model
+
+
+def predict(model_path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
     """Class probabilities of the saved model for uint8 images (scaled as in training).
 
     Runs on the CPU: a few hundred images take a second there, and a GPU left alone stays
@@ -67,24 +71,14 @@ def predict(model_path: str | os.PathLike, images: np.ndarray, batch_size: int =
     # a RuntimeError means the runtime already started in this process: placement then stays
     with contextlib.suppress(RuntimeError):
         tf.config.set_visible_devices([], "GPU")
-    model = load_keras_model(model_path)
-    expected = tuple(model.input_shape[1:])
-    if expected != images.shape[1:]:
-        raise LfwcnnError(
-            f"{model_path}: the model takes images of {expected}, the dataset holds "
-            f"{images.shape[1:]}"
-        )
-    return np.asarray(model.predict(scale_pixels(images), batch_size=batch_size, verbose=0),
+    model = load_model(model_path, images)
+    return np.asarray(model.predict(scale_pixels(images), batch_size=256, verbose=0),
                       dtype=np.float64)
 
 
 def per_class(confusion: pd.DataFrame) -> pd.DataFrame:
-    """Precision, recall, F1, support and predictions per class of a confusion matrix.
-
-    F1 is 2 hits / (support + predictions): scikit-learn's formula, so one seed's scores are
-    bit for bit those of ``precision_recall_fscore_support``; a class never seen nor
-    predicted scores 0, as with its ``zero_division=0``.
-    """
+    """Precision, recall, F1, support and predictions per class of a confusion matrix: bit for
+    bit scikit-learn's ``precision_recall_fscore_support(zero_division=0)`` of one seed."""
     counts = confusion.to_numpy(dtype=float)
     hits = np.diag(counts)
     support, predicted = counts.sum(axis=1), counts.sum(axis=0)
@@ -105,10 +99,8 @@ def score(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[s
 
     n_classes = len(class_names)
     if probabilities.shape != (len(labels), n_classes):
-        raise LfwcnnError(
-            f"the model gives {probabilities.shape[1]} class scores, the dataset has "
-            f"{n_classes} classes"
-        )
+        raise LfwcnnError(f"the model gives {probabilities.shape[1]} class scores, the dataset "
+                          f"has {n_classes} classes")
     predicted = probabilities.argmax(axis=1)
     classes = np.arange(n_classes)
     confusion = pd.DataFrame(
@@ -119,59 +111,24 @@ def score(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[s
     correct = int((predicted == labels).sum())
     total = len(labels)
     low, high = binomial_interval(correct, total, confidence)
-    averages = {}
-    for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(
-            labels, predicted, labels=classes, average=average, zero_division=0
-        )
-        averages[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
     metrics = {
-        "test_images": total,
-        "correct": correct,
-        "accuracy": correct / total,
+        "test_images": total, "correct": correct, "accuracy": correct / total,
         "loss": cross_entropy(labels, probabilities),
         "accuracy_interval": {"confidence": confidence, "method": "clopper-pearson",
                               "low": low, "high": high},
-        "classes": n_classes,
-        "chance_accuracy": 1 / n_classes,
+        "classes": n_classes, "chance_accuracy": 1 / n_classes,
         "majority_accuracy": float(np.bincount(labels, minlength=n_classes).max() / total),
-        **{f"{name}_avg": values for name, values in averages.items()},
     }
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(labels, predicted, labels=classes,
+                                                     average=average, zero_division=0)
+        metrics[f"{average}_avg"] = {"precision": float(p), "recall": float(r), "f1": float(f)}
     return metrics, per_class(confusion), confusion
 
 
-def predictions_table(data: Dataset, test_idx: np.ndarray, probabilities: np.ndarray):
-    predicted = probabilities.argmax(axis=1)
-    true = data.labels[test_idx]
-    return pd.DataFrame({
-        "file": data.files[test_idx],
-        "true": data.class_names[true],
-        "predicted": data.class_names[predicted],
-        "confidence": probabilities.max(axis=1).round(6),
-        "correct": predicted == true,
-    })
-
-
-def read_train_info(path: str | os.PathLike | None) -> dict:
-    if path is None:
-        return {}
-    info = read_json(path)
-    return {key: info.get(key) for key in TRAIN_INFO_KEYS}
-
-
-def evaluate_model(
-    *,
-    dataset: Path,
-    split_csv: Path,
-    model_file: Path,
-    info: Path | None = None,
-    metrics: Path,
-    per_class: Path,
-    confusion: Path,
-    figure: Path,
-    predictions: Path,
-    evaluate: Settings,
-) -> None:
+def evaluate_model(*, dataset: Path, split_csv: Path, model_file: Path, info: Path | None = None,
+                   metrics: Path, per_class: Path, confusion: Path, figure: Path,
+                   predictions: Path, evaluate: Settings) -> None:
     """Step: score ``model_file`` on the test images of ``split_csv`` and write the metrics,
     the per-class scores, the confusion matrix (table and ``figure``) and every prediction;
     ``info``: the seed's train.json, whose seed, device and timings the metrics carry."""
@@ -181,7 +138,8 @@ def evaluate_model(
                    "info": info})
     if not model_file.is_file():
         raise LfwcnnError(f"{model_file}: no such model file")
-    train_info = read_train_info(info)
+    train = None if info is None else read_json(info)
+    train_info = {} if train is None else {key: train.get(key) for key in TRAIN_INFO_KEYS}
     data = load_dataset(dataset)
     _, test_idx = load_split(split_csv, data)
     probabilities = predict(model_file, data.images[test_idx])
@@ -192,7 +150,12 @@ def evaluate_model(
               **record, "model": str(model_file), "split": str(split_csv), "train": train_info}
     write_text(per_class, class_scores.to_csv(index=False))
     write_text(confusion, matrix.to_csv())
-    write_text(predictions, predictions_table(data, test_idx, probabilities).to_csv(index=False))
+    predicted, true = probabilities.argmax(axis=1), data.labels[test_idx]
+    write_text(predictions, pd.DataFrame({
+        "file": data.files[test_idx], "true": data.class_names[true],
+        "predicted": data.class_names[predicted], "confidence": probabilities.max(axis=1).round(6),
+        "correct": predicted == true,
+    }).to_csv(index=False))
     title = f"test accuracy {record['accuracy']:.2%} ({record['correct']}/{len(test_idx)})"
     if record["seed"] is not None:
         title = f"seed {record['seed']}: {title}"

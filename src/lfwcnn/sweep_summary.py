@@ -1,11 +1,7 @@
 """Compare the runs of a sweep: one row per run, and their accuracy distributions in one plot.
 
-Reads each run's ``results/eval/{run}/aggregate.json`` (mean, sd and interval over seeds, the
-verdict on the paper's accuracy, and which LFW it was measured on, with its caveat when only
-an approximation or an unverified archive), and writes
-``results/sweep/summary.csv``, ``summary.json`` (with the ablation reading of
-:mod:`lfwcnn.ablation`: grid, effect of each axis, conclusion) and ``accuracy.png``: the step
-:func:`summarize_sweep` (rule ``summarize_sweep``).
+The step :func:`summarize_sweep` reads each run's aggregate.json (numbers over seeds, the
+verdict, which LFW it was measured on) and adds the ablation reading of :mod:`lfwcnn.ablation`.
 """
 
 from __future__ import annotations
@@ -26,59 +22,46 @@ from lfwcnn.ownership import check_outputs, listed
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("seeds", "mean", "std", "ci_low", "ci_high", "confidence", "paper_accuracy",
-           "verdict", "pi_low", "pi_high", "verdict_single_run", "difference_points")
+COLUMNS = ("dataset", "variant", "source", "approximate", "caveat", "seeds", "mean", "std",
+           "ci_low", "ci_high", "confidence", "paper_accuracy", "verdict", "pi_low", "pi_high",
+           "verdict_single_run", "difference_points")
 
 
 def summarize_runs(plan: Sequence[dict], aggregates: Sequence[dict]) -> dict:
     """One record per run: its settings, data provenance and across-seed numbers."""
     if len(plan) != len(aggregates):
         raise LfwcnnError(f"{len(plan)} runs but {len(aggregates)} aggregates")
-    axes = list(dict.fromkeys(axis for entry in plan for axis in entry.get("settings", {})))
     runs = []
     for entry, summary in zip(plan, aggregates, strict=True):
         data = summary.get("data") or {}
         interval = summary.get("interval") or {}
         single = summary.get("prediction_interval") or {}
         runs.append({
-            "run": entry["run"],
-            "settings": entry.get("settings", {}),
-            "dataset": entry.get("dataset"),
-            "variant": data.get("variant") or entry.get("variant"),
-            "source": data.get("source") or entry.get("source") or "published archive",
-            "source_kind": data.get("kind"),
-            "approximate": bool(data.get("approximate")),
-            "caveat": data.get("caveat"),
-            "seeds": summary["seeds"],
-            "mean": summary["mean"],
-            "std": summary.get("std"),
-            "ci_low": interval.get("low"),
-            "ci_high": interval.get("high"),
-            "confidence": summary.get("confidence"),
-            "paper_accuracy": summary.get("paper_accuracy"),
-            "verdict": summary["verdict"],
+            "run": entry["run"], "settings": entry["settings"], "dataset": entry["dataset"],
+            "variant": data.get("variant") or entry["variant"],
+            "source": data.get("source") or entry["source"] or "published archive",
+            "source_kind": data.get("kind"), "approximate": bool(data.get("approximate")),
+            "caveat": data.get("caveat"), "seeds": summary["seeds"], "mean": summary["mean"],
+            "std": summary.get("std"), "ci_low": interval.get("low"),
+            "ci_high": interval.get("high"), "confidence": summary.get("confidence"),
+            "paper_accuracy": summary.get("paper_accuracy"), "verdict": summary["verdict"],
             # the paper reports one run: where it lies in the range expected of a single run
-            "pi_low": single.get("low"),
-            "pi_high": single.get("high"),
+            "pi_low": single.get("low"), "pi_high": single.get("high"),
             "verdict_single_run": summary.get("verdict_single_run", "undefined"),
             "difference_points": summary.get("difference_points"),
             "accuracies": [row["accuracy"] for row in summary.get("by_seed", [])],
             "seed_list": [row["seed"] for row in summary.get("by_seed", [])],
         })
+    axes = list(dict.fromkeys(axis for entry in plan for axis in entry["settings"]))
     return {"axes": axes, "runs": runs}
 
 
 def summary_table(summary: dict) -> pd.DataFrame:
-    rows = []
-    for entry in summary["runs"]:
-        row = {"run": entry["run"]}
-        row.update({axis: entry["settings"].get(axis) for axis in summary["axes"]})
-        row.update({key: entry[key]
-                    for key in ("dataset", "variant", "source", "approximate", "caveat")})
-        row.update({key: entry[key] for key in COLUMNS})
-        row["seed_list"] = " ".join(str(seed) for seed in entry["seed_list"])
-        rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame([{
+        "run": entry["run"], **{axis: entry["settings"].get(axis) for axis in summary["axes"]},
+        **{key: entry[key] for key in COLUMNS},
+        "seed_list": " ".join(str(seed) for seed in entry["seed_list"]),
+    } for entry in summary["runs"]])
 
 
 def summarize_sweep(*, aggregates: list[Path], plan: list[dict], table: Path, summary: Path,
