@@ -1,7 +1,6 @@
 """What a training run leaves to be read: its per-epoch history (history.csv) and train.json.
 
-The history is also part of each snapshot (:mod:`lfwcnn.snapshots`), so a resumed run's
-history holds every epoch, the ones before the kill included.
+The history is also part of each snapshot, so a resumed run's history holds every epoch.
 """
 
 from __future__ import annotations
@@ -22,10 +21,8 @@ KERAS_LOGS = {"loss": "loss", "accuracy": "accuracy",
 
 def history_row(epoch: int, logs: Mapping, seconds: float) -> dict:
     """One row of the history from the logs Keras hands an epoch's end."""
-    row = {"epoch": epoch, "seconds": round(seconds, 4)}
-    for column, key in KERAS_LOGS.items():
-        row[column] = float(logs[key])
-    return row
+    return {"epoch": epoch, "seconds": round(seconds, 4),
+            **{column: float(logs[key]) for column, key in KERAS_LOGS.items()}}
 
 
 def history_csv(rows: list[dict]) -> str:
@@ -38,10 +35,8 @@ def history_csv(rows: list[dict]) -> str:
 
 def read_history_csv(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as handle:
-        return [
-            {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
-            for row in csv.DictReader(handle)
-        ]
+        return [{key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
+                for row in csv.DictReader(handle)]
 
 
 def timings(history: list[dict], initial_epoch: int, seconds: float, cpu_seconds: float) -> dict:
