@@ -1,9 +1,5 @@
-"""The seeded input pipeline: batch order and dropout masks drawn from ``(seed, epoch)`` alone.
-
-Keras' shuffling and dropout draw from generators that advance epoch after epoch, so a resumed
-run would see other batches and masks than an uninterrupted one; here both are stateless
-functions of the epoch, which :func:`epoch_randomness` sets before each epoch.
-"""
+"""The seeded input pipeline: batch order and dropout masks drawn from ``(seed, epoch)`` alone,
+not from generators that advance epoch after epoch (a resumed run would see other ones)."""
 
 from __future__ import annotations
 
@@ -16,14 +12,13 @@ EPOCH_STRIDE = 2**20  # dropout draws per epoch never reach this, so epochs neve
 
 def shuffled_batches(images: np.ndarray, onehot: np.ndarray, *, batch_size: int, seed: int,
                      epoch):
-    """A ``tf.data`` pipeline of scaled batches in an order drawn from ``(seed, epoch)``;
-    ``epoch`` is a host ``tf.Variable``."""
+    """Scaled batches in an order drawn from ``(seed, epoch)``, ``epoch`` a host tf.Variable."""
     import tensorflow as tf
 
     n = len(images)
     with tf.device("/CPU:0"):
-        pixels = tf.constant(images)  # uint8: a quarter of the memory of the scaled floats
-        targets = tf.constant(onehot)
+        # uint8 pixels: a quarter of the memory of the scaled floats
+        pixels, targets = tf.constant(images), tf.constant(onehot)
 
     def permutation(_):
         key = tf.stack([tf.constant(seed, tf.int64), epoch.read_value()])

@@ -42,14 +42,12 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
     data = Dataset(**load_npz(path, ARRAYS, what="prepared dataset"))
     images, labels = data.images, data.labels
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise LfwcnnError(
-            f"{path}: images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}"
-        )
+        raise LfwcnnError(f"{path}: images must be uint8 (N, H, W, 3), "
+                          f"got {images.dtype} {images.shape}")
     n = len(images)
     if labels.shape != (n,) or data.files.shape != (n,):
-        raise LfwcnnError(
-            f"{path}: {n} images but labels {labels.shape} and files {data.files.shape}"
-        )
+        raise LfwcnnError(f"{path}: {n} images but labels {labels.shape} "
+                          f"and files {data.files.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise LfwcnnError(f"{path}: labels must be integers, got {labels.dtype}")
     if n and (labels.min() < 0 or labels.max() >= data.n_classes):

@@ -1,12 +1,10 @@
 """The GPUs a job was given, made the only ones TensorFlow sees, so seeds never share a card.
 
-Under SLURM (``--gpus``/``--gres``) CUDA_VISIBLE_DEVICES names the job's GPUs and is kept; a
-SLURM job given none sees none (a node without cgroup device limits would let it take another
-job's card). Snakemake's ``gpu`` resource only counts jobs, so each job locks as many GPUs as it
-declared (a file per GPU in ``LFWCNN_GPU_LOCK_DIR``, default ``<tmp>/lfwcnn-gpu-locks``, held
-until the process ends) and sees only those. A job that declared no GPU sees none.
-Claim before TensorFlow is imported (CUDA reads the variable once), then :func:`select_device`.
-``python -m lfwcnn.devices --gpus N`` prints what a job with N GPUs would see here.
+Under SLURM the job's CUDA_VISIBLE_DEVICES is kept (given none, it sees none: a node without
+cgroup device limits would let it take another job's card). Snakemake's ``gpu`` resource only
+counts jobs, so each job locks as many GPUs as it declared (a file per GPU in
+``LFWCNN_GPU_LOCK_DIR``, default ``<tmp>/lfwcnn-gpu-locks``, held until the process ends).
+Claim before TensorFlow is imported: CUDA reads the variable once.
 """
 
 from __future__ import annotations
@@ -29,8 +27,6 @@ from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
 
 VISIBLE = "CUDA_VISIBLE_DEVICES"
-# SLURM names a job's GPUs in these too; CUDA_VISIBLE_DEVICES is the one CUDA reads
-SLURM_GPU_VARIABLES = ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS")
 
 
 @dataclass
@@ -87,16 +83,13 @@ def claim_job_devices(gpus: int, env: MutableMapping[str, str] | None = None, *,
     if "SLURM_JOB_ID" in env:
         # What SLURM gave counts, also where it differs from the declaration (a profile's gres).
         # It sets CUDA_VISIBLE_DEVICES with the gres (unsets it without); else its own variables.
-        given = env.get(VISIBLE)
-        if given is None:
-            given = next((env[name] for name in SLURM_GPU_VARIABLES if env.get(name)), None)
+        given = env.get(VISIBLE, next((env[name] for name in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS")
+                                       if env.get(name)), None))
         env[VISIBLE] = given = given or ""
-        if not given:
-            note = (f"{gpus} GPU(s) declared but SLURM gave this job none"
-                    " (no --gpus/--gres reached sbatch): all GPUs hidden") if gpus else ""
-        else:
-            ids = parse_visible(given)
-            note = "" if len(ids) == gpus else f"{gpus} GPU(s) declared, SLURM gave {len(ids)}"
+        n = len(parse_visible(given))
+        note = "" if n == gpus else (f"{gpus} GPU(s) declared, SLURM gave {n}" if given else
+                                     f"{gpus} GPU(s) declared but SLURM gave this job none"
+                                     " (no --gpus/--gres reached sbatch): all GPUs hidden")
         return DeviceClaim(gpus, given, "slurm", note)
     if gpus == 0:
         env[VISIBLE] = ""
@@ -126,11 +119,10 @@ def claim_job_devices(gpus: int, env: MutableMapping[str, str] | None = None, *,
     if len(locks) < gpus:
         for handle in locks.values():
             handle.close()
-        raise LfwcnnError(
-            f"{gpus} GPU(s) declared but only {len(locks)} of the {len(candidates)} GPUs here"
-            f" ({','.join(candidates)}) are free; other jobs hold the rest (locks in {folder})."
-            " Run snakemake with --resources gpu=N, N at most the number of GPUs"
-        )
+        raise LfwcnnError(f"{gpus} GPU(s) declared but only {len(locks)} of the {len(candidates)}"
+                          f" GPUs here ({','.join(candidates)}) are free; other jobs hold the rest"
+                          f" (locks in {folder}). Run snakemake with --resources gpu=N, N at most"
+                          " the number of GPUs")
     env[VISIBLE] = ",".join(locks)
     return DeviceClaim(gpus, env[VISIBLE], "lock", _locks=list(locks.values()))
 
@@ -158,10 +150,8 @@ def select_device(device: str, threads: int) -> dict:
     gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
         visible = os.environ.get(VISIBLE)
-        raise LfwcnnError(
-            "device gpu was asked for but TensorFlow sees no GPU"
-            + (f" ({VISIBLE}={visible!r})" if visible is not None else "")
-        )
+        raise LfwcnnError("device gpu was asked for but TensorFlow sees no GPU"
+                          + (f" ({VISIBLE}={visible!r})" if visible is not None else ""))
     use_gpu = bool(gpus) and device != "cpu"
     with contextlib.suppress(RuntimeError):
         if gpus and not use_gpu:

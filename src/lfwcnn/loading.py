@@ -1,6 +1,5 @@
-"""Read the package's files (.npz arrays, .keras models, JSON records, training histories)
-with one line naming the file on any failure, where a damaged file makes NumPy, zipfile, h5py
-or Keras raise almost any exception type, often with a multi-line message."""
+"""Read the package's files with one line naming the file on any failure, where a damaged file
+makes NumPy, zipfile, h5py or Keras raise almost any exception, often on many lines."""
 
 from __future__ import annotations
 
@@ -15,14 +14,12 @@ import pandas as pd
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.run_record import KERAS_LOGS
 
-MAX_REASON = 300  # characters of the library's own message kept in the one line
-
 
 def reason(err: BaseException) -> str:
     """The library's message on one line (OSError: its strerror), type name when empty."""
     text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
     text = " ".join(text.split()) or type(err).__name__
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+    return text if len(text) <= 300 else text[:297] + "..."  # 300 characters at most
 
 
 def _check_zip(path: str | os.PathLike, what: str) -> None:

@@ -36,8 +36,7 @@ def feature_side(input_side: int, n_blocks: int, kernel_size: int, pool_size: in
 
 
 def _activation(name: str) -> bool:
-    """Whether ``name`` is a Keras activation a layer can apply alone (no further argument).
-    Keras itself decides, so no list here falls behind Keras."""
+    """Whether a layer can apply Keras' activation ``name`` alone (Keras decides: no list here)."""
     import keras  # imports TensorFlow but does not start it (lfwcnn.devices still can)
 
     try:
@@ -48,8 +47,7 @@ def _activation(name: str) -> bool:
 
 
 def check_model(model: Settings, input_shape: Sequence[int]) -> None:
-    """What the schema cannot check about the ``model`` section: RGB images large enough for
-    every conv-pool block, and an activation Keras knows."""
+    """What the schema cannot check: RGB images large enough for every block, a Keras activation."""
     if len(input_shape) != 3 or input_shape[-1] != 3:
         raise LfwcnnError(f"images must be (height, width, 3), got {tuple(input_shape)}")
     height, width, _ = input_shape
@@ -77,8 +75,7 @@ def build_model(n_classes: int, input_shape: Sequence[int], model: Settings):
     import keras  # here: importing the module must not start TensorFlow
     from keras import layers
 
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
-    x = inputs
+    x = inputs = keras.Input(shape=tuple(input_shape), name="image")
     for block, n_filters in enumerate(model.filters, start=1):
         x = layers.Conv2D(n_filters, model.kernel_size, activation=model.activation,
                           name=f"{CONV}{block}")(x)

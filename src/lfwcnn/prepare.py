@@ -20,6 +20,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,8 +39,6 @@ from lfwcnn.tables import check_name, table_text
 
 log = logging.getLogger(__name__)
 
-SKLEARN_SHUFFLE_SEED = 42  # fetch_lfw_people shuffles its output with RandomState(42)
-CHUNK = 64  # images per task handed to a worker process
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -48,8 +47,7 @@ def list_people(root: Path) -> tuple[dict[str, list[str]], list[str]]:
     as macOS' ``._x.jpg``, other suffixes); a person folder without a JPEG is a broken copy."""
     if not root.is_dir():
         raise LfwcnnError(f"LFW folder {root} does not exist or is not a folder")
-    people: dict[str, list[str]] = {}
-    ignored: list[str] = []
+    people, ignored = {}, []
     for person in sorted(os.listdir(root)):
         folder = root / person
         if not folder.is_dir() or person.startswith("."):
@@ -73,9 +71,8 @@ def list_people(root: Path) -> tuple[dict[str, list[str]], list[str]]:
 
 
 def load_face(path: Path, box: tuple[int, int, int, int], size: int) -> tuple[np.ndarray, str]:
-    """Crop and resize one image as scikit-learn does, and its file's sha256. The header is
-    checked before any pixel is decoded: the crop box refers to LFW's frame, and a decompression
-    bomb is refused before it takes the memory it claims."""
+    """Crop and resize one image as scikit-learn does, and its file's sha256. The header is checked
+    first: the crop box refers to LFW's frame, and a decompression bomb takes no memory."""
     raw = path.read_bytes()
     try:
         with warnings.catch_warnings():
@@ -97,16 +94,9 @@ def load_face(path: Path, box: tuple[int, int, int, int], size: int) -> tuple[np
     return pixels, hashlib.sha256(raw).hexdigest()
 
 
-def _load_chunk(args: tuple[list[Path], tuple[int, int, int, int], int]):
-    paths, box, size = args
-    faces, digests = zip(*(load_face(path, box, size) for path in paths), strict=True)
-    return np.stack(faces), list(digests)
-
-
 def _die_with_parent(parent: int) -> None:
-    """Pool initializer: a worker ends when the step is killed. On Linux the kernel kills it
-    when its parent (the step, or the forkserver that exits with it) exits; elsewhere a thread
-    polls the step's pid."""
+    """Pool initializer: a worker ends with the step (on Linux the kernel kills it when its parent,
+    the step or the forkserver that exits with it, exits; elsewhere a thread polls the step)."""
     try:
         if not sys.platform.startswith("linux"):
             raise OSError("prctl is Linux's")
@@ -127,16 +117,16 @@ def _watch_parent(parent: int) -> None:
 def load_faces(paths: Sequence[Path], box: tuple[int, int, int, int], size: int,
                workers: int) -> tuple[np.ndarray, list[str]]:
     """Decode all images, in chunks over ``workers`` processes; JPEG decoding is CPU-bound."""
-    tasks = [(list(paths[i : i + CHUNK]), box, size) for i in range(0, len(paths), CHUNK)]
     faces, digests = [], []
     with (tqdm(total=len(paths), unit="img", desc="prepare", disable=None) as progress,
           ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
                               initargs=(os.getpid(),)) as pool):
-        for chunk_faces, chunk_digests in pool.map(_load_chunk, tasks):
-            faces.append(chunk_faces)
-            digests.extend(chunk_digests)
-            progress.update(len(chunk_digests))
-    return np.concatenate(faces), digests
+        for face, digest in pool.map(partial(load_face, box=box, size=size), paths,
+                                     chunksize=64):
+            faces.append(face)
+            digests.append(digest)
+            progress.update()
+    return np.stack(faces), digests
 
 
 class Prepared(NamedTuple):
@@ -161,7 +151,7 @@ def prepare(root: str | os.PathLike, data: Settings, *, workers: int) -> Prepare
     box = (cols[0], rows[0], cols[1], rows[1])
     faces, digests = load_faces([Path(root, f) for f in files], box, data.image_size, workers)
     order = np.arange(len(files))
-    np.random.RandomState(SKLEARN_SHUFFLE_SEED).shuffle(order)
+    np.random.RandomState(42).shuffle(order)  # as fetch_lfw_people shuffles its output
     dataset = Dataset(images=faces[order], labels=labels[order], class_names=np.array(classes),
                       files=np.array(files)[order])
     summary = {
@@ -177,9 +167,8 @@ def prepare(root: str | os.PathLike, data: Settings, *, workers: int) -> Prepare
 
 def prepare_dataset(*, images: Path, npz: Path, manifest: Path, summary: Path, data: Settings,
                     record: Path | None = None, threads: int = 1) -> None:
-    """Step: the arrays, a manifest a person can read, and the JSON summary of the people in
-    ``images`` (``threads`` processes decode the JPEGs); ``record``, the obtain step's
-    source.json, is copied into the summary for provenance."""
+    """Step: the arrays, a manifest and the JSON summary of the people in ``images``; ``record``
+    (the obtain step's source.json) is copied into the summary for provenance."""
     check_outputs({"npz": npz, "manifest": manifest, "summary": summary},
                   {"images": images, "record": record})
     source = {"source": read_json(record)} if record else {}

@@ -1,17 +1,16 @@
-"""What a training run leaves to be read: its per-epoch history (history.csv) and train.json.
-
-The history is also part of each snapshot, so a resumed run's history holds every epoch.
-"""
+"""What a training run leaves to be read: its per-epoch history (history.csv, also part of
+each snapshot, so a resumed run's history holds every epoch) and train.json."""
 
 from __future__ import annotations
 
 import csv
-import io
 import platform
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from lfwcnn.tables import table_text
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "seconds")
 # Keras names the per-epoch metrics on validation_data "val_*"; here that data is the test set.
@@ -26,11 +25,7 @@ def history_row(epoch: int, logs: Mapping, seconds: float) -> dict:
 
 
 def history_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return table_text(HISTORY_COLUMNS, [[row[key] for key in HISTORY_COLUMNS] for row in rows])
 
 
 def read_history_csv(path: Path) -> list[dict]:

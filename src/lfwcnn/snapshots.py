@@ -50,9 +50,8 @@ def resume_fingerprint(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarra
 
 
 def save_snapshot(backup: BackupDir, model, epoch: int, history: list[dict], fingerprint: dict):
-    """Write one finished epoch's state into its own folder, then point ``latest`` at it: each
-    is replaced atomically, so a kill never leaves the weights of one epoch beside the epoch
-    number of another (the gap Keras' BackupAndRestore leaves between its two files)."""
+    """Write one epoch's state into its own folder, then point ``latest`` at it, each atomically:
+    unlike Keras' BackupAndRestore, a kill never pairs one epoch's weights with another's number."""
     name = f"epoch-{epoch:04d}"
     remove_snapshot(backup, name)  # written by a killed run that had not moved the pointer
     with atomic_dir(backup.path / name) as tmp:
@@ -76,9 +75,8 @@ def load_snapshot(backup_dir: Path, fingerprint: dict, epochs: int) -> Snapshot 
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         history = read_history_csv(folder / "history.csv")
     except (OSError, ValueError, KeyError) as err:
-        raise LfwcnnError(
-            f"backup {folder} is unreadable ({err}); delete {backup_dir} to start over"
-        ) from None
+        raise LfwcnnError(f"backup {folder} is unreadable ({err}); delete {backup_dir} to start "
+                          "over") from None
     if state.get("fingerprint") != fingerprint:
         log.warning("ignoring backup in %s: it was made with other data or settings", backup_dir)
         return None

@@ -1,8 +1,7 @@
 """The paper's random 0.75/0.25 train/test split, drawn by scikit-learn so scripts agree.
 
-``train_test_split`` permutes rows by their number (and, stratified, the labels) only, so
-splitting row indices gives the partition a script calling it on scikit-learn's LFW arrays gets.
-"""
+It permutes rows by their number (and, stratified, labels) only, so splitting row indices gives
+the partition a script calling ``train_test_split`` on scikit-learn's LFW arrays gets."""
 
 from __future__ import annotations
 

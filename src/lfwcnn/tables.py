@@ -1,6 +1,5 @@
-"""CSV tables that hold people's names (``Poe, Carol``, ``O'Brien "Jr"``, ``NA``, ``1984``):
-written and read with the csv module, which quotes and keeps every field a string, where
-``pandas.read_csv`` would make NaN or numbers of them."""
+"""CSV tables that hold people's names (``Poe, Carol``, ``O'Brien "Jr"``, ``NA``, ``1984``), by
+the csv module, which quotes them and keeps them strings (pandas would make NaN or numbers)."""
 
 from __future__ import annotations
 
@@ -32,15 +31,12 @@ def check_name(name: str, folder: str | os.PathLike) -> None:
 def table_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A CSV document (header first) with every field quoted as the csv module needs."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
     return buffer.getvalue()
 
 
 def read_rows(path: str | os.PathLike, what: str, columns: Sequence[str]) -> list[dict[str, str]]:
-    """The rows of a CSV table as strings (``columns`` must be in the header, others may be);
-    one line naming the file when it is not one."""
+    """The rows of a CSV table with ``columns`` (and maybe others) as strings, or one line."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle, strict=True)
@@ -74,8 +70,7 @@ def number(path: str | os.PathLike, row: dict[str, str], column: str, kind: type
 
 
 def read_confusion(path: str | os.PathLike) -> pd.DataFrame:
-    """A confusion matrix CSV (first column: true class); names stay strings, counts ints
-    (pandas would also rename a class that repeats the index header)."""
+    """A confusion matrix CSV (first column: true class); names stay strings, counts ints."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             table = list(csv.reader(handle, strict=True))

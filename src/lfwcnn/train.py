@@ -28,7 +28,6 @@ from lfwcnn.settings import Settings
 from lfwcnn.snapshots import resume, resume_fingerprint, save_snapshot
 
 log = logging.getLogger(__name__)
-OPTIMIZERS = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop"}
 
 
 class Trained(NamedTuple):
@@ -63,9 +62,9 @@ def train_seed(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, se
 
     with tf.device("/GPU:0" if device_info["device"] == "gpu" else "/CPU:0"):
         network = build_model(data.n_classes, data.images.shape[1:], model)
-        optimizer = getattr(keras.optimizers, OPTIMIZERS[train.optimizer])
-        network.compile(optimizer=optimizer(learning_rate=train.learning_rate),
-                        loss="categorical_crossentropy", metrics=["accuracy"])
+        optimizer = keras.optimizers.get({"class_name": train.optimizer,
+                                          "config": {"learning_rate": train.learning_rate}})
+        network.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
         history = resume(network, backup.path, fingerprint, train.epochs)
         initial_epoch = len(history)
         with tf.device("/CPU:0"):  # the input pipeline runs on the host, and so must its epoch
@@ -92,16 +91,12 @@ def train_seed(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, se
                         verbose=2)
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
 
-    info = {
-        **device_info, "seed": seed, "epochs": len(history),
-        "model": model.as_dict(), "train": train.as_dict(),
-        **timings(history, initial_epoch, seconds, cpu_seconds),
-        "params": network.count_params(),
-        "train_images": int(len(train_idx)), "test_images": int(len(test_idx)),
-        "classes": data.n_classes, "image_shape": list(data.images.shape[1:]),
-        **software(),
-    }
-    return Trained(network, history, info)
+    return Trained(network, history, {
+        **device_info, "seed": seed, "epochs": len(history), "model": model.as_dict(),
+        "train": train.as_dict(), **timings(history, initial_epoch, seconds, cpu_seconds),
+        "params": network.count_params(), "train_images": len(train_idx),
+        "test_images": len(test_idx), "classes": data.n_classes,
+        "image_shape": list(data.images.shape[1:]), **software()})
 
 
 def write_outputs(trained: Trained, *, model_file: Path, history: Path, info: Path) -> None:
@@ -115,9 +110,7 @@ def train_model(*, dataset: Path, split_csv: Path, model_file: Path, history: Pa
                 model: Settings, train: Settings, seed: int, split_seed: int, backup: Path,
                 threads: int = 0, gpu: int | None = None) -> None:
     """Step: train seed ``seed`` on ``split_csv``; write the model, its history and its record.
-
-    ``gpu``: the GPUs the job was given (it then sees only those), None: CUDA_VISIBLE_DEVICES
-    as it is."""
+    ``gpu``: the GPUs the job was given (None: CUDA_VISIBLE_DEVICES as it is)."""
     if threads < 0:
         raise LfwcnnError(f"threads must be 0 (TensorFlow's choice) or more, got {threads}")
     if seed < 0:  # a value of the job (its wildcard), not of the config
@@ -131,8 +124,7 @@ def train_model(*, dataset: Path, split_csv: Path, model_file: Path, history: Pa
     check_outputs(outputs, inputs)
     check_backup_dir(backup, {**inputs, **outputs})
     data = load_dataset(dataset)
-    train_idx, test_idx = load_split(split_csv, data)
-    trained = train_seed(data, train_idx, test_idx, seed=seed, model=model, train=train,
+    trained = train_seed(data, *load_split(split_csv, data), seed=seed, model=model, train=train,
                          backup_dir=backup, threads=threads)
     trained.info.update({"split_seed": split_seed, "dataset": str(dataset),
                          "split": str(split_csv), **(claim.record() if claim else {})})
