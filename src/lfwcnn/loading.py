@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.run_record import KERAS_LOGS
+
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy")
 
 
 def reason(err: BaseException) -> str:
@@ -82,7 +83,7 @@ def read_history(path: str | os.PathLike) -> pd.DataFrame:
         history = pd.read_csv(path)
     except (OSError, ValueError) as err:
         raise LfwcnnError(f"{path}: cannot read the training history ({err})") from None
-    missing = {"epoch", *KERAS_LOGS} - set(history.columns)
+    missing = set(HISTORY_COLUMNS) - set(history.columns)
     if missing:
         raise LfwcnnError(f"{path}: history lacks the columns {sorted(missing)}")
     if history.empty:
