@@ -5,6 +5,7 @@ import pytest
 from sklearn.model_selection import train_test_split
 
 from lfwcnn.cli import run
+from lfwcnn.config import default_settings
 from lfwcnn.dataset import Dataset, load_split, save_dataset
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.split import split_indices
@@ -44,8 +45,10 @@ def test_stratified_split_keeps_class_shares():
 
 @pytest.mark.parametrize("fraction", [0, 1, -0.1, 1.5])
 def test_fraction_outside_open_interval(fraction):
-    with pytest.raises(LfwcnnError, match=f"strictly between 0 and 1, got {fraction}"):
-        split_indices(np.zeros(10, dtype=int), test_fraction=fraction, seed=0)
+    """The schema keeps it strictly between 0 and 1 (scikit-learn would read 1 as one row)."""
+    with pytest.raises(LfwcnnError, match=rf"^config key split.test_fraction: {fraction} is "
+                       r"(less|greater) than or equal to the (minimum of 0|maximum of 1)$"):
+        default_settings({"split": {"test_fraction": fraction}})
 
 
 def test_cli_round_trip_and_different_seeds_differ(tmp_path):

@@ -34,7 +34,7 @@ def _temp_pattern(final: Path) -> re.Pattern:
     )
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -68,7 +68,7 @@ def remove_dead_temporaries(final: str | os.PathLike) -> list[Path]:
         return removed
     for path in siblings:
         match = pattern.fullmatch(path.name)
-        if match and match["host"] == host and not _process_alive(int(match["pid"])) \
+        if match and match["host"] == host and not process_alive(int(match["pid"])) \
                 and _remove(path):
             removed.append(path)
             log.info("removed %s, left by a step that was killed while writing %s", path, final)

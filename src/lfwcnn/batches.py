@@ -1,11 +1,5 @@
-"""The seeded input pipeline: batch order and dropout masks drawn from ``(seed, epoch)`` alone.
-
-Keras' ``shuffle=True`` and its dropout layers draw from generators that advance epoch after
-epoch, so a run resumed after a kill would see other batches and other masks than an
-uninterrupted one. Here both are stateless functions of the epoch number: the batches read it
-from a variable, and :func:`epoch_randomness` sets that variable and every dropout layer's
-generator before each epoch.
-"""
+"""The seeded input pipeline: batch order and dropout masks drawn from ``(seed, epoch)`` alone,
+not from generators that advance epoch after epoch (a resumed run would see other ones)."""
 
 from __future__ import annotations
 
@@ -18,16 +12,13 @@ EPOCH_STRIDE = 2**20  # dropout draws per epoch never reach this, so epochs neve
 
 def shuffled_batches(images: np.ndarray, onehot: np.ndarray, *, batch_size: int, seed: int,
                      epoch):
-    """A ``tf.data`` pipeline of scaled batches in an order drawn from ``(seed, epoch)``.
-
-    ``epoch`` is a ``tf.Variable`` on the host, set by :func:`epoch_randomness`.
-    """
+    """Scaled batches in an order drawn from ``(seed, epoch)``, ``epoch`` a host tf.Variable."""
     import tensorflow as tf
 
     n = len(images)
     with tf.device("/CPU:0"):
-        pixels = tf.constant(images)  # uint8: a quarter of the memory of the scaled floats
-        targets = tf.constant(onehot)
+        # uint8 pixels: a quarter of the memory of the scaled floats
+        pixels, targets = tf.constant(images), tf.constant(onehot)
 
     def permutation(_):
         key = tf.stack([tf.constant(seed, tf.int64), epoch.read_value()])
@@ -37,16 +28,9 @@ def shuffled_batches(images: np.ndarray, onehot: np.ndarray, *, batch_size: int,
         # the same float32 division as scale_pixels, so both paths give identical inputs
         return tf.cast(tf.gather(pixels, indices), tf.float32) / 255.0, tf.gather(targets, indices)
 
-    n_batches = math.ceil(n / batch_size)
-    return (
-        tf.data.Dataset.range(1)
-        .map(permutation)
-        .unbatch()
-        .batch(batch_size)
-        .map(gather)
-        .apply(tf.data.experimental.assert_cardinality(n_batches))
-        .prefetch(tf.data.AUTOTUNE)
-    )
+    return (tf.data.Dataset.range(1).map(permutation).unbatch().batch(batch_size).map(gather)
+            .apply(tf.data.experimental.assert_cardinality(math.ceil(n / batch_size)))
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def epoch_randomness(model, epoch_var, seed: int, epoch: int) -> None:

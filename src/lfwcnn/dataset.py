@@ -1,9 +1,5 @@
-"""The prepared dataset on disk: one ``.npz`` of plain arrays plus a split CSV.
-
-Every later step reads the data through :func:`load_dataset` and :func:`load_split`, so a
-file that does not match what the prepare and split steps write is caught here, with the
-file named, before any training starts.
-"""
+"""The prepared dataset on disk: one ``.npz`` of plain arrays plus a split CSV, read and
+checked here by every later step, so a file that does not fit is caught with the file named."""
 
 from __future__ import annotations
 
@@ -18,17 +14,12 @@ from lfwcnn.loading import load_npz
 from lfwcnn.tables import read_rows, table_text
 
 ARRAYS = ("images", "labels", "class_names", "files")
-SUBSETS = ("train", "test")
 
 
 @dataclass(frozen=True)
 class Dataset:
-    """Faces as uint8 (N, H, W, 3), integer labels indexing ``class_names``, source file per face.
-
-    ``files`` are paths relative to the LFW root (``Person/Person_0001.jpg``); the order is
-    scikit-learn's ``fetch_lfw_people`` order, so index-based splits agree with scripts built
-    on scikit-learn.
-    """
+    """Faces as uint8 (N, H, W, 3), integer labels indexing ``class_names``, source file per face
+    (``Person/Person_0001.jpg``), in scikit-learn's ``fetch_lfw_people`` order."""
 
     images: np.ndarray
     labels: np.ndarray
@@ -49,28 +40,20 @@ def save_dataset(path: str | os.PathLike, data: Dataset) -> None:
 def load_dataset(path: str | os.PathLike) -> Dataset:
     """Load and check a prepared ``.npz``; a wrong shape or label is a one-line error."""
     data = Dataset(**load_npz(path, ARRAYS, what="prepared dataset"))
-    _check(path, data)
-    return data
-
-
-def _check(path: str | os.PathLike, data: Dataset) -> None:
     images, labels = data.images, data.labels
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
-        raise LfwcnnError(
-            f"{path}: images must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}"
-        )
+        raise LfwcnnError(f"{path}: images must be uint8 (N, H, W, 3), "
+                          f"got {images.dtype} {images.shape}")
     n = len(images)
     if labels.shape != (n,) or data.files.shape != (n,):
-        raise LfwcnnError(
-            f"{path}: {n} images but labels {labels.shape} and files {data.files.shape}"
-        )
+        raise LfwcnnError(f"{path}: {n} images but labels {labels.shape} "
+                          f"and files {data.files.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise LfwcnnError(f"{path}: labels must be integers, got {labels.dtype}")
     if n and (labels.min() < 0 or labels.max() >= data.n_classes):
-        raise LfwcnnError(
-            f"{path}: labels must lie in 0..{data.n_classes - 1}, "
-            f"found {labels.min()}..{labels.max()}"
-        )
+        raise LfwcnnError(f"{path}: labels must lie in 0..{data.n_classes - 1}, "
+                          f"found {labels.min()}..{labels.max()}")
+    return data
 
 
 def save_split(path: str | os.PathLike, files: np.ndarray, train: np.ndarray, test: np.ndarray):
@@ -82,7 +65,7 @@ def save_split(path: str | os.PathLike, files: np.ndarray, train: np.ndarray, te
 def load_split(path: str | os.PathLike, data: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Return (train, test) indices into ``data`` in the order the split file lists them."""
     index = {str(name): i for i, name in enumerate(data.files)}
-    subsets: dict[str, list[int]] = {name: [] for name in SUBSETS}
+    subsets: dict[str, list[int]] = {"train": [], "test": []}
     for line, row in enumerate(read_rows(path, "split", ("file", "subset")), start=2):
         if row["file"] not in index:
             raise LfwcnnError(f"{path}:{line}: {row['file']} is not in the dataset")

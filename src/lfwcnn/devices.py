@@ -1,26 +1,16 @@
 """The GPUs a job was given, made the only ones TensorFlow sees, so seeds never share a card.
 
-TensorFlow takes every GPU it can see and puts its work on the first. Two training jobs on one
-multi-GPU machine would both land on GPU 0 unless each sees only its own. Who hands GPUs out:
-
-- SLURM (``--gpus`` / ``--gres=gpu:N``, what the slurm profile's ``gpu`` resource becomes) sets
-  ``CUDA_VISIBLE_DEVICES`` to the job's GPUs. That list is kept as it is. A SLURM job given no
-  GPU sees none: on a node whose GPUs are not fenced off (no cgroup device limits) it would
-  otherwise take a card that SLURM gave to another job.
-- Snakemake's ``gpu`` resource (``--resources gpu=N``) only counts: it keeps at most N GPU jobs
-  running but names no device. Each job therefore claims as many GPUs as it declared with a
-  lock file per GPU (``LFWCNN_GPU_LOCK_DIR``, default ``<tmp>/lfwcnn-gpu-locks``), held until
-  the process ends (a crash or kill releases it), and sees only those.
-- A job that declared no GPU sees none (under SLURM: none unless SLURM gave it some anyway).
-
-Call :func:`claim_job_devices` before TensorFlow is imported: CUDA reads the variable once.
-Then :func:`select_device` picks GPU or CPU (``train.device``) among what the job sees.
-``python -m lfwcnn.devices --gpus N`` prints what a job with N GPUs would see here.
+Under SLURM the job's CUDA_VISIBLE_DEVICES is kept (given none, it sees none: a node without
+cgroup device limits would let it take another job's card). Snakemake's ``gpu`` resource only
+counts jobs, so each job locks as many GPUs as it declared (a file per GPU in
+``LFWCNN_GPU_LOCK_DIR``, default ``<tmp>/lfwcnn-gpu-locks``, held until the process ends).
+Claim before TensorFlow is imported: CUDA reads the variable once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -37,9 +27,6 @@ from lfwcnn.cli import run
 from lfwcnn.errors import LfwcnnError
 
 VISIBLE = "CUDA_VISIBLE_DEVICES"
-LOCK_DIR_ENV = "LFWCNN_GPU_LOCK_DIR"
-# SLURM names a job's GPUs in these too; CUDA_VISIBLE_DEVICES is the one CUDA reads
-SLURM_GPU_VARIABLES = ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS")
 
 
 @dataclass
@@ -57,7 +44,6 @@ class DeviceClaim:
         return parse_visible(self.visible) if self.visible else []
 
     def record(self) -> dict:
-        """The claim as plain data, for a job's run record."""
         return {"gpus_requested": self.gpus_requested, "cuda_visible_devices": self.visible,
                 "gpu_source": self.source, "gpu_note": self.note or None}
 
@@ -86,157 +72,104 @@ def count_gpus() -> int:
     return 0
 
 
-def claim_job_devices(
-    gpus: int,
-    env: MutableMapping[str, str] | None = None,
-    *,
-    lock_dir: str | os.PathLike | None = None,
-    gpu_count: Callable[[], int] = count_gpus,
-) -> DeviceClaim:
-    """Decide this job's GPUs from its allotment, write CUDA_VISIBLE_DEVICES into ``env``.
-
-    ``gpus`` is what the job declared (the rule's ``gpu`` resource). ``env`` defaults to
-    ``os.environ``. Raises :class:`LfwcnnError` when fewer GPUs are free than declared.
-    """
+def claim_job_devices(gpus: int, env: MutableMapping[str, str] | None = None, *,
+                      lock_dir: str | os.PathLike | None = None,
+                      gpu_count: Callable[[], int] = count_gpus) -> DeviceClaim:
+    """Decide the GPUs of a job that declared ``gpus`` and write CUDA_VISIBLE_DEVICES into
+    ``env`` (default ``os.environ``); one line when fewer GPUs are free than declared."""
     if gpus < 0:
         raise LfwcnnError(f"gpus must be 0 or more, got {gpus}")
     env = os.environ if env is None else env
     if "SLURM_JOB_ID" in env:
-        return _slurm_claim(gpus, env)
+        # What SLURM gave counts, also where it differs from the declaration (a profile's gres).
+        # It sets CUDA_VISIBLE_DEVICES with the gres (unsets it without); else its own variables.
+        given = env.get(VISIBLE, next((env[name] for name in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS")
+                                       if env.get(name)), None))
+        env[VISIBLE] = given = given or ""
+        n = len(parse_visible(given))
+        note = "" if n == gpus else (f"{gpus} GPU(s) declared, SLURM gave {n}" if given else
+                                     f"{gpus} GPU(s) declared but SLURM gave this job none"
+                                     " (no --gpus/--gres reached sbatch): all GPUs hidden")
+        return DeviceClaim(gpus, given, "slurm", note)
     if gpus == 0:
         env[VISIBLE] = ""
         return DeviceClaim(0, "", "none", "no GPU declared: all GPUs hidden")
-    return _lock_claim(gpus, env, lock_dir, gpu_count)
-
-
-def _slurm_claim(gpus: int, env: MutableMapping[str, str]) -> DeviceClaim:
-    """What SLURM gave counts, also where it differs from the declaration (a profile's gres)."""
-    given = env.get(VISIBLE)
-    if given is None:
-        # SLURM sets CUDA_VISIBLE_DEVICES with the gres (and unsets it for a job without);
-        # fall back on its own variables
-        given = next((env[name] for name in SLURM_GPU_VARIABLES if env.get(name)), None)
-    if not given:
-        env[VISIBLE] = ""
-        note = (f"{gpus} GPU(s) declared but SLURM gave this job none"
-                " (no --gpus/--gres reached sbatch): all GPUs hidden") if gpus else ""
-        return DeviceClaim(gpus, "", "slurm", note)
-    env[VISIBLE] = given
-    ids = parse_visible(given)
-    note = "" if len(ids) == gpus else f"{gpus} GPU(s) declared, SLURM gave {len(ids)}"
-    return DeviceClaim(gpus, given, "slurm", note)
-
-
-def _lock_claim(gpus: int, env: MutableMapping[str, str], lock_dir, gpu_count) -> DeviceClaim:
-    preset = env.get(VISIBLE)
-    if preset is not None:
-        candidates = parse_visible(preset)  # a user's own limit: choose among those
-    else:
-        candidates = [str(index) for index in range(gpu_count())]
+    preset = env.get(VISIBLE)  # a user's own limit: choose among those
+    candidates = parse_visible(preset) if preset is not None else [
+        str(index) for index in range(gpu_count())]
     if not candidates:
         return DeviceClaim(gpus, preset, "no-gpus-here",
                            f"{gpus} GPU(s) declared but this machine shows none")
     if preset is None:
         # CUDA's default order is fastest-first; a lock's id must name one card for all jobs
         env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
-    folder = Path(lock_dir or env.get(LOCK_DIR_ENV) or Path(tempfile.gettempdir(),
-                                                               "lfwcnn-gpu-locks"))
+    folder = Path(lock_dir or env.get("LFWCNN_GPU_LOCK_DIR")
+                  or Path(tempfile.gettempdir(), "lfwcnn-gpu-locks"))
     folder.mkdir(parents=True, exist_ok=True)
-    taken, handles = [], []
+    locks = {}
     for gpu_id in candidates:
-        if len(taken) == gpus:
+        if len(locks) == gpus:
             break
         handle = open(folder / f"gpu-{gpu_id}.lock", "a")  # noqa: SIM115 - held past return
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            locks[gpu_id] = handle
         except BlockingIOError:
             handle.close()
-            continue
-        taken.append(gpu_id)
-        handles.append(handle)
-    if len(taken) < gpus:
-        for handle in handles:
+    if len(locks) < gpus:
+        for handle in locks.values():
             handle.close()
-        raise LfwcnnError(
-            f"{gpus} GPU(s) declared but only {len(taken)} of the {len(candidates)} GPUs here"
-            f" ({','.join(candidates)}) are free; other jobs hold the rest (locks in {folder})."
-            " Run snakemake with --resources gpu=N, N at most the number of GPUs"
-        )
-    env[VISIBLE] = ",".join(taken)
-    return DeviceClaim(gpus, env[VISIBLE], "lock", _locks=handles)
-
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gpus", type=int, required=True, help="GPUs the job declared")
-    parser.add_argument("--json", help="also write the claim to this JSON file")
-    return parser.parse_args(argv)
+        raise LfwcnnError(f"{gpus} GPU(s) declared but only {len(locks)} of the {len(candidates)}"
+                          f" GPUs here ({','.join(candidates)}) are free; other jobs hold the rest"
+                          f" (locks in {folder}). Run snakemake with --resources gpu=N, N at most"
+                          " the number of GPUs")
+    env[VISIBLE] = ",".join(locks)
+    return DeviceClaim(gpus, env[VISIBLE], "lock", _locks=list(locks.values()))
 
 
 def cpu_model() -> str:
     """The CPU's model name, recorded beside the GPUs so CPU timings can be compared."""
-    try:
+    with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.lower().startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or platform.machine()
 
 
-def check_threads(threads: int) -> None:
-    if threads < 0:
-        raise LfwcnnError(f"threads must be 0 (TensorFlow's choice) or more, got {threads}")
-
-
 def select_device(device: str, threads: int) -> dict:
-    """Pick GPU or CPU before TensorFlow's runtime starts; return what was picked, for the record.
-
-    ``auto`` takes the GPU when TensorFlow sees one. CUDA_VISIBLE_DEVICES is honoured as given
-    (TensorFlow applies it). Memory growth lets several seeds share one GPU when a scheduler
-    puts them there.
-    """
+    """Pick GPU or CPU (``auto``: the GPU if TensorFlow sees one) before TensorFlow's runtime
+    starts; return what was picked, for the record."""
     import tensorflow as tf
 
-    if threads:
-        try:
+    # RuntimeError: the runtime started already (a second run in one process); the caller's
+    # device scope still holds
+    with contextlib.suppress(RuntimeError):
+        if threads:
             tf.config.threading.set_intra_op_parallelism_threads(threads)
             tf.config.threading.set_inter_op_parallelism_threads(threads)
-        except RuntimeError:  # runtime already started (a second run in one process)
-            pass
     gpus = tf.config.list_physical_devices("GPU")
     if device == "gpu" and not gpus:
         visible = os.environ.get(VISIBLE)
-        raise LfwcnnError(
-            "device gpu was asked for but TensorFlow sees no GPU"
-            + (f" ({VISIBLE}={visible!r})" if visible is not None else "")
-        )
+        raise LfwcnnError("device gpu was asked for but TensorFlow sees no GPU"
+                          + (f" ({VISIBLE}={visible!r})" if visible is not None else ""))
     use_gpu = bool(gpus) and device != "cpu"
-    try:
+    with contextlib.suppress(RuntimeError):
         if gpus and not use_gpu:
             tf.config.set_visible_devices([], "GPU")
-        for gpu in gpus if use_gpu else []:
+        for gpu in gpus if use_gpu else []:  # so that seeds a scheduler puts on one GPU fit
             tf.config.experimental.set_memory_growth(gpu, True)
-    except RuntimeError:  # runtime already started; the caller's device scope still holds
-        pass
-    gpu_name = None
-    if use_gpu:
-        gpu_name = tf.config.experimental.get_device_details(gpus[0]).get("device_name")
-    return {
-        "device": "gpu" if use_gpu else "cpu",
-        "gpu_name": gpu_name,
-        "gpus_seen": len(gpus),
-        "cuda_visible_devices": os.environ.get(VISIBLE),
-        "threads": threads or None,
-        "cpu": cpu_model(),
-        "cores": os.cpu_count(),
-    }
+    details = tf.config.experimental.get_device_details(gpus[0]) if use_gpu else {}
+    return {"device": "gpu" if use_gpu else "cpu", "gpu_name": details.get("device_name"),
+            "gpus_seen": len(gpus), "cuda_visible_devices": os.environ.get(VISIBLE),
+            "threads": threads or None, "cpu": cpu_model(), "cores": os.cpu_count()}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    claim = claim_job_devices(args.gpus)
-    record = {**claim.record(), "hostname": os.uname().nodename,
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpus", type=int, required=True, help="GPUs the job declared")
+    parser.add_argument("--json", help="also write the claim to this JSON file")
+    args = parser.parse_args(argv)
+    record = {**claim_job_devices(args.gpus).record(), "hostname": os.uname().nodename,
               "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
     text = json.dumps(record, indent=2)
     print(text)

@@ -1,12 +1,5 @@
-"""Read the package's files (.npz arrays, .keras models, JSON records, training histories)
-with one line on any failure.
-
-A truncated, foreign or damaged file makes NumPy, zipfile, h5py or Keras raise almost any
-exception type (BadZipFile, EOFError, ValueError, KeyError, TypeError, OSError, ...), often
-with a multi-line message. Every reader goes through here, so each of them ends in one
-:class:`LfwcnnError` naming the file instead of a traceback. (CSV tables that hold people's
-names are read by :mod:`lfwcnn.tables`.)
-"""
+"""Read the package's files with one line naming the file on any failure, where a damaged file
+makes NumPy, zipfile, h5py or Keras raise almost any exception, often on many lines."""
 
 from __future__ import annotations
 
@@ -20,24 +13,22 @@ import pandas as pd
 
 from lfwcnn.errors import LfwcnnError
 
-MAX_REASON = 300  # characters of the library's own message kept in the one line
-ZIP_STARTS = (b"PK\x03\x04", b"PK\x05\x06")  # a zip archive's first member, or an empty one
+HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy")
 
 
 def reason(err: BaseException) -> str:
     """The library's message on one line (OSError: its strerror), type name when empty."""
     text = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
     text = " ".join(text.split()) or type(err).__name__
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 3] + "..."
+    return text if len(text) <= 300 else text[:297] + "..."  # 300 characters at most
 
 
 def _check_zip(path: str | os.PathLike, what: str) -> None:
-    """Both formats are zip archives: say so plainly for anything else (an HTML page, an
-    empty or truncated download), where NumPy would talk of pickles and Keras of a missing
-    file."""
+    """Both formats are zip archives: say so plainly for anything else (an HTML page, an empty
+    or truncated download), where NumPy would talk of pickles and Keras of a missing file."""
     with open(path, "rb") as handle:
         start = handle.read(4)
-    if start not in ZIP_STARTS:
+    if start not in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip's first member, or an empty zip
         problem = "not a zip archive" if start else "empty file"
         raise LfwcnnError(f"{path}: not a {what} ({problem})")
 
@@ -45,10 +36,8 @@ def _check_zip(path: str | os.PathLike, what: str) -> None:
 def load_npz(
     path: str | os.PathLike, names: Sequence[str] | None = None, *, what: str = ".npz file"
 ) -> dict[str, np.ndarray]:
-    """Every array of an ``.npz`` (or only ``names``, all required), read into memory.
-
-    Pickled objects stay refused (``allow_pickle=False``): an ``.npz`` is data, never code.
-    """
+    """Every array of an ``.npz`` (or only ``names``, all required), read into memory; pickled
+    objects stay refused: an ``.npz`` is data, never code."""
     try:
         _check_zip(path, what)
         with np.load(path, allow_pickle=False) as npz:
@@ -86,9 +75,6 @@ def read_json(path: str | os.PathLike) -> dict:
     if not isinstance(record, dict):
         raise LfwcnnError(f"{path}: not a JSON object but a {type(record).__name__}")
     return record
-
-
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy")
 
 
 def read_history(path: str | os.PathLike) -> pd.DataFrame:

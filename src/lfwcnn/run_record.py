@@ -1,18 +1,16 @@
-"""What a training run leaves to be read: its per-epoch history (history.csv) and train.json.
-
-The history is also part of each snapshot (:mod:`lfwcnn.snapshots`), so a resumed run's
-history holds every epoch, the ones before the kill included.
-"""
+"""What a training run leaves to be read: its per-epoch history (history.csv, also part of
+each snapshot, so a resumed run's history holds every epoch) and train.json."""
 
 from __future__ import annotations
 
 import csv
-import io
 import platform
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+from lfwcnn.tables import table_text
 
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "seconds")
 # Keras names the per-epoch metrics on validation_data "val_*"; here that data is the test set.
@@ -22,26 +20,18 @@ KERAS_LOGS = {"loss": "loss", "accuracy": "accuracy",
 
 def history_row(epoch: int, logs: Mapping, seconds: float) -> dict:
     """One row of the history from the logs Keras hands an epoch's end."""
-    row = {"epoch": epoch, "seconds": round(seconds, 4)}
-    for column, key in KERAS_LOGS.items():
-        row[column] = float(logs[key])
-    return row
+    return {"epoch": epoch, "seconds": round(seconds, 4),
+            **{column: float(logs[key]) for column, key in KERAS_LOGS.items()}}
 
 
 def history_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=HISTORY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return table_text(HISTORY_COLUMNS, [[row[key] for key in HISTORY_COLUMNS] for row in rows])
 
 
 def read_history_csv(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as handle:
-        return [
-            {key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
-            for row in csv.DictReader(handle)
-        ]
+        return [{key: int(value) if key == "epoch" else float(value) for key, value in row.items()}
+                for row in csv.DictReader(handle)]
 
 
 def timings(history: list[dict], initial_epoch: int, seconds: float, cpu_seconds: float) -> dict:

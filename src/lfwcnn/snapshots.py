@@ -1,8 +1,7 @@
 """The backup of each finished epoch, and resuming from it only when it is of this very run.
 
-A snapshot is one folder per finished epoch (``epoch-NNNN``: the weights with the optimizer
-state, the history so far, and the run's fingerprint) and a pointer file ``latest`` naming
-it. What the step may remove in the backup folder is decided by :mod:`lfwcnn.ownership`.
+A snapshot is a folder per finished epoch (``epoch-NNNN``: weights with optimizer state, the
+history so far, the run's fingerprint) and a pointer file ``latest`` naming it.
 """
 
 from __future__ import annotations
@@ -10,8 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,13 +25,11 @@ from lfwcnn.settings import Settings
 log = logging.getLogger(__name__)
 
 # Settings a resumed run may change: more epochs continue a shorter run; the device only
-# decides where the same computation runs (a job killed on a GPU node may be resumed on a
-# CPU node, and `auto` names different devices on different machines), not what it computes.
-RESUMABLE = {"train": ("epochs", "device")}
+# decides where the same computation runs (a job killed on a GPU node may resume on a CPU one).
+RESUMABLE = ("epochs", "device")  # of the train section
 
 
-@dataclass(frozen=True)
-class Snapshot:
+class Snapshot(NamedTuple):
     epoch: int  # epochs finished
     weights: Path
     history: list[dict]
@@ -40,32 +37,21 @@ class Snapshot:
 
 def data_fingerprint(*arrays: np.ndarray) -> str:
     """Identify the arrays and split a backup was made from; a backup of other data is stale."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
+    return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
 
 
 def resume_fingerprint(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, seed: int,
                        model: Settings, train: Settings) -> dict:
-    """What a snapshot must match to be resumed: the data and split, the seed, and every key
-    of the ``model`` and ``train`` sections but those in :data:`RESUMABLE`, so that a key
-    added to the config can never be missed."""
-    sections = {"model": model.as_dict(), "train": train.as_dict()}
-    for name, keys in RESUMABLE.items():
-        sections[name] = {key: value for key, value in sections[name].items() if key not in keys}
+    """What a snapshot must match to be resumed: data, split, seed and every setting but
+    :data:`RESUMABLE`, so that a key added to the config can never be missed."""
     return {"data": data_fingerprint(data.images, data.labels, train_idx, test_idx),
-            "seed": seed, **sections}
+            "seed": seed, "model": model.as_dict(),
+            "train": {k: v for k, v in train.as_dict().items() if k not in RESUMABLE}}
 
 
 def save_snapshot(backup: BackupDir, model, epoch: int, history: list[dict], fingerprint: dict):
-    """Write one finished epoch's state into its own folder, then point ``latest`` at it.
-
-    Folder and pointer are each replaced atomically, so a kill at any instant leaves the
-    previous complete snapshot or the new one, never a weights file of one epoch beside the
-    epoch number of another (the gap Keras' BackupAndRestore leaves between its two files).
-    Only the step's own snapshot folders are ever removed (:mod:`lfwcnn.ownership`).
-    """
+    """Write one epoch's state into its own folder, then point ``latest`` at it, each atomically:
+    unlike Keras' BackupAndRestore, a kill never pairs one epoch's weights with another's number."""
     name = f"epoch-{epoch:04d}"
     remove_snapshot(backup, name)  # written by a killed run that had not moved the pointer
     with atomic_dir(backup.path / name) as tmp:
@@ -89,9 +75,8 @@ def load_snapshot(backup_dir: Path, fingerprint: dict, epochs: int) -> Snapshot 
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
         history = read_history_csv(folder / "history.csv")
     except (OSError, ValueError, KeyError) as err:
-        raise LfwcnnError(
-            f"backup {folder} is unreadable ({err}); delete {backup_dir} to start over"
-        ) from None
+        raise LfwcnnError(f"backup {folder} is unreadable ({err}); delete {backup_dir} to start "
+                          "over") from None
     if state.get("fingerprint") != fingerprint:
         log.warning("ignoring backup in %s: it was made with other data or settings", backup_dir)
         return None

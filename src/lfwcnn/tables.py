@@ -1,12 +1,5 @@
-"""CSV tables that hold people's names: written and read with the csv module, never by hand.
-
-A person is named by an LFW folder, and a folder may be named ``Poe, Carol``, ``O'Brien "Jr"``
-or ``NA``. Quoting on write (``csv.QUOTE_MINIMAL``) keeps commas and quotes inside their
-field; reading with :mod:`csv` rather than ``pandas.read_csv`` keeps every field a string,
-so ``NA``, ``nan``, ``None`` or ``1984`` stay names instead of becoming NaN or numbers. Only
-names with control characters (a newline, a tab) are refused, at ``prepare``
-(:func:`check_name`): no line-based record survives them, the one-line errors included.
-"""
+"""CSV tables that hold people's names (``Poe, Carol``, ``O'Brien "Jr"``, ``NA``, ``1984``), by
+the csv module, which quotes them and keeps them strings (pandas would make NaN or numbers)."""
 
 from __future__ import annotations
 
@@ -23,11 +16,8 @@ from lfwcnn.errors import LfwcnnError
 
 
 def check_name(name: str, folder: str | os.PathLike) -> None:
-    """Refuse a name in ``folder`` that no table or one-line message can carry intact.
-
-    ``os.listdir`` hands back undecodable bytes as lone surrogates, which UTF-8 cannot
-    encode; control characters (newline, tab, escape, ...) break every line-based record.
-    """
+    """Refuse a name in ``folder`` that no table or one-line message can carry intact:
+    undecodable bytes (``os.listdir``'s lone surrogates) or control characters."""
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -41,17 +31,12 @@ def check_name(name: str, folder: str | os.PathLike) -> None:
 def table_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A CSV document (header first) with every field quoted as the csv module needs."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
     return buffer.getvalue()
 
 
 def read_rows(path: str | os.PathLike, what: str, columns: Sequence[str]) -> list[dict[str, str]]:
-    """The rows of a CSV table as strings; one line naming the file when it is not one.
-
-    ``columns`` must all be in the header (others are allowed and kept).
-    """
+    """The rows of a CSV table with ``columns`` (and maybe others) as strings, or one line."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle, strict=True)
@@ -76,21 +61,16 @@ def read_rows(path: str | os.PathLike, what: str, columns: Sequence[str]) -> lis
 
 def number(path: str | os.PathLike, row: dict[str, str], column: str, kind: type = float):
     """``row[column]`` as ``kind``; an empty field is None; anything else one line."""
-    text = row[column]
-    if text == "":
+    if row[column] == "":
         return None
     try:
-        return kind(text)
+        return kind(row[column])
     except ValueError:
-        raise LfwcnnError(f"{path}: column {column} holds {text!r}, not a number") from None
+        raise LfwcnnError(f"{path}: column {column} holds {row[column]!r}, not a number") from None
 
 
 def read_confusion(path: str | os.PathLike) -> pd.DataFrame:
-    """A confusion matrix CSV (first column: true class); names stay strings, counts ints.
-
-    Read with the csv module: ``pandas.read_csv`` would turn a person named ``NA`` into NaN
-    and ``1984`` into a number, and rename a class that repeats the index header.
-    """
+    """A confusion matrix CSV (first column: true class); names stay strings, counts ints."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
             table = list(csv.reader(handle, strict=True))

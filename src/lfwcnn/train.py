@@ -1,12 +1,8 @@
 """Train the paper's CNN for one seed: seeded, resumable after a kill, on the GPU when there is one.
 
-Reproducibility has two halves. Within one run, ``keras.utils.set_random_seed`` and TensorFlow's
-op determinism fix the initial weights and every kernel. Across a kill and a rerun, the
-randomness of each epoch (batch order, dropout masks) is drawn from ``(seed, epoch)`` alone
-(:mod:`lfwcnn.batches`), and the backup of each finished epoch holds the weights, the
-optimizer state and the history so far (:mod:`lfwcnn.snapshots`). A resumed run therefore
-ends with the very weights of an uninterrupted one. What the run leaves to be read, its
-history and train.json, is :mod:`lfwcnn.run_record`.
+Seed and op determinism fix one run; each epoch's randomness comes from ``(seed, epoch)`` alone
+(:mod:`lfwcnn.batches`) and each finished epoch is backed up (:mod:`lfwcnn.snapshots`), so a run
+resumed after a kill ends with the very weights of an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -15,15 +11,15 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from lfwcnn.atomic import atomic_path, write_text
 from lfwcnn.batches import epoch_randomness, shuffled_batches
 from lfwcnn.dataset import Dataset, load_dataset, load_split
-from lfwcnn.devices import check_threads, claim_job_devices, select_device
+from lfwcnn.devices import claim_job_devices, select_device
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.model import build_model, check_model, scale_pixels
 from lfwcnn.ownership import check_backup_dir, check_outputs, claim_backup_dir, release_backup_dir
@@ -34,53 +30,24 @@ from lfwcnn.snapshots import resume, resume_fingerprint, save_snapshot
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Trained:
+class Trained(NamedTuple):
     model: object  # keras.Model
     history: list[dict]
     info: dict
 
 
-def check_data(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray,
-               model: Settings) -> None:
-    """A dataset that loads may still not fit the model: too few people, or too small images
-    (checked before the backup folder is made, so a refusal leaves nothing behind)."""
+def train_seed(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, seed: int,
+               model: Settings, train: Settings, backup_dir: str | os.PathLike,
+               threads: int = 0) -> Trained:
+    """Train one seed; resume from ``backup_dir`` when it holds a snapshot of this same run."""
+    # the data are checked before the backup folder is made
     if data.n_classes < 2:
         raise LfwcnnError(f"the dataset holds {data.n_classes} class; a classifier needs 2 or more")
     check_model(model, data.images.shape[1:])
     overlap = np.intersect1d(train_idx, test_idx)
     if overlap.size:
-        raise LfwcnnError(
-            f"{overlap.size} images are in both the train and the test subset, "
-            f"e.g. {data.files[overlap[0]]}"
-        )
-
-
-def make_optimizer(name: str, learning_rate: float):
-    import keras
-
-    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
-               "rmsprop": keras.optimizers.RMSprop}
-    return classes[name](learning_rate=learning_rate)
-
-
-def train_seed(
-    data: Dataset,
-    train_idx: np.ndarray,
-    test_idx: np.ndarray,
-    *,
-    seed: int,
-    model: Settings,
-    train: Settings,
-    backup_dir: str | os.PathLike,
-    threads: int = 0,
-) -> Trained:
-    """Train one seed; resume from ``backup_dir`` when it holds a snapshot of this same run.
-
-    ``model`` and ``train`` are config sections the schema has checked; the data are checked
-    here, before TensorFlow starts.
-    """
-    check_data(data, train_idx, test_idx, model)
+        raise LfwcnnError(f"{overlap.size} images are in both the train and the test subset, "
+                          f"e.g. {data.files[overlap[0]]}")
     backup = claim_backup_dir(backup_dir)
     device_info = select_device(train.device, threads)
     import keras
@@ -95,20 +62,15 @@ def train_seed(
 
     with tf.device("/GPU:0" if device_info["device"] == "gpu" else "/CPU:0"):
         network = build_model(data.n_classes, data.images.shape[1:], model)
-        network.compile(
-            optimizer=make_optimizer(train.optimizer, train.learning_rate),
-            loss="categorical_crossentropy",
-            metrics=["accuracy"],
-        )
+        optimizer = keras.optimizers.get({"class_name": train.optimizer,
+                                          "config": {"learning_rate": train.learning_rate}})
+        network.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
         history = resume(network, backup.path, fingerprint, train.epochs)
         initial_epoch = len(history)
-
         with tf.device("/CPU:0"):  # the input pipeline runs on the host, and so must its epoch
             epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False)
-        batches = shuffled_batches(
-            data.images[train_idx], eye[data.labels[train_idx]],
-            batch_size=train.batch_size, seed=seed, epoch=epoch_var,
-        )
+        batches = shuffled_batches(data.images[train_idx], eye[data.labels[train_idx]],
+                                   batch_size=train.batch_size, seed=seed, epoch=epoch_var)
         started: dict[str, float] = {}
 
         def on_epoch_begin(epoch, logs=None):
@@ -119,36 +81,22 @@ def train_seed(
             history.append(history_row(epoch + 1, logs, time.perf_counter() - started["epoch"]))
             save_snapshot(backup, network, epoch + 1, history, fingerprint)
 
-        callbacks = [keras.callbacks.LambdaCallback(on_epoch_begin=on_epoch_begin,
-                                                    on_epoch_end=on_epoch_end)]
         start, start_cpu = time.perf_counter(), time.process_time()
         if initial_epoch < train.epochs:
-            network.fit(
-                batches,
-                epochs=train.epochs,
-                initial_epoch=initial_epoch,
-                validation_data=(test_x, test_y),
-                shuffle=False,  # the batches are shuffled already, by (seed, epoch)
-                callbacks=callbacks,
-                verbose=2,
-            )
+            network.fit(batches, epochs=train.epochs, initial_epoch=initial_epoch,
+                        validation_data=(test_x, test_y),
+                        shuffle=False,  # the batches are shuffled already, by (seed, epoch)
+                        callbacks=[keras.callbacks.LambdaCallback(
+                            on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end)],
+                        verbose=2)
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
 
-    info = {
-        **device_info,
-        "seed": seed,
-        "epochs": len(history),
-        "model": model.as_dict(),
-        "train": train.as_dict(),
-        **timings(history, initial_epoch, seconds, cpu_seconds),
-        "params": network.count_params(),
-        "train_images": int(len(train_idx)),
-        "test_images": int(len(test_idx)),
-        "classes": data.n_classes,
-        "image_shape": list(data.images.shape[1:]),
-        **software(),
-    }
-    return Trained(network, history, info)
+    return Trained(network, history, {
+        **device_info, "seed": seed, "epochs": len(history), "model": model.as_dict(),
+        "train": train.as_dict(), **timings(history, initial_epoch, seconds, cpu_seconds),
+        "params": network.count_params(), "train_images": len(train_idx),
+        "test_images": len(test_idx), "classes": data.n_classes,
+        "image_shape": list(data.images.shape[1:]), **software()})
 
 
 def write_outputs(trained: Trained, *, model_file: Path, history: Path, info: Path) -> None:
@@ -158,25 +106,13 @@ def write_outputs(trained: Trained, *, model_file: Path, history: Path, info: Pa
     write_text(info, json.dumps(trained.info, indent=2) + "\n")
 
 
-def train_model(
-    *,
-    dataset: Path,
-    split_csv: Path,
-    model_file: Path,
-    history: Path,
-    info: Path,
-    model: Settings,
-    train: Settings,
-    seed: int,
-    split_seed: int,
-    backup: Path,
-    threads: int = 0,
-    gpu: int | None = None,
-) -> None:
-    """Step: train seed ``seed`` on the split ``split_csv`` and write the model, its history
-    and its run record; ``gpu``: the GPUs the job was given (it then sees only those,
-    :mod:`lfwcnn.devices`), None: CUDA_VISIBLE_DEVICES as it is."""
-    check_threads(threads)
+def train_model(*, dataset: Path, split_csv: Path, model_file: Path, history: Path, info: Path,
+                model: Settings, train: Settings, seed: int, split_seed: int, backup: Path,
+                threads: int = 0, gpu: int | None = None) -> None:
+    """Step: train seed ``seed`` on ``split_csv``; write the model, its history and its record.
+    ``gpu``: the GPUs the job was given (None: CUDA_VISIBLE_DEVICES as it is)."""
+    if threads < 0:
+        raise LfwcnnError(f"threads must be 0 (TensorFlow's choice) or more, got {threads}")
     if seed < 0:  # a value of the job (its wildcard), not of the config
         raise LfwcnnError(f"seed must be non-negative, got {seed}")
     # before TensorFlow starts: it reads CUDA_VISIBLE_DEVICES once
@@ -188,15 +124,13 @@ def train_model(
     check_outputs(outputs, inputs)
     check_backup_dir(backup, {**inputs, **outputs})
     data = load_dataset(dataset)
-    train_idx, test_idx = load_split(split_csv, data)
-    trained = train_seed(data, train_idx, test_idx, seed=seed, model=model, train=train,
+    trained = train_seed(data, *load_split(split_csv, data), seed=seed, model=model, train=train,
                          backup_dir=backup, threads=threads)
     trained.info.update({"split_seed": split_seed, "dataset": str(dataset),
                          "split": str(split_csv), **(claim.record() if claim else {})})
     write_outputs(trained, model_file=model_file, history=history, info=info)
     # only once every output is in place; train_seed() made or adopted the folder and marked it
     release_backup_dir(claim_backup_dir(backup))
-    final = trained.info["final"]
     log.info("seed %d: test accuracy %.4f after %d epochs on %s (%.2f s/epoch)", seed,
-             final["test_accuracy"], train.epochs, trained.info["device"],
+             trained.info["final"]["test_accuracy"], train.epochs, trained.info["device"],
              trained.info["seconds_per_epoch"] or float("nan"))
