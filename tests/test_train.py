@@ -103,6 +103,18 @@ def test_run_record(runs):
     assert info["seconds_per_epoch"] > 0 and info["tensorflow"] and info["keras"]
 
 
+@pytest.mark.parametrize("precision, jit", [("mixed_bfloat16", True), ("mixed_float16", False)])
+def test_precision_and_jit_are_applied_and_recorded(tmp_path, precision, jit):
+    trained = fit(tmp_path, "fast", epochs=1, precision=precision, jit=jit)
+    network = trained.model
+    assert network.get_layer("conv1").dtype_policy.name == precision
+    assert network.get_layer("output").dtype_policy.name == "float32"  # softmax stays float32
+    assert network.jit_compile is jit
+    assert (trained.info["train"]["precision"], trained.info["train"]["jit"]) == (precision, jit)
+    assert np.isfinite(trained.history[-1]["loss"])
+    assert fit(tmp_path, "plain", epochs=1).model.get_layer("conv1").dtype_policy.name == "float32"
+
+
 def test_gpu_asked_for_without_one_is_an_error():
     import tensorflow as tf
 
@@ -208,6 +220,9 @@ CONFIG_CASES = [
     ({"train": {"device": "tpu"}},
      "config key train.device: 'tpu' is not one of ['auto', 'cpu', 'gpu']"),
     ({"model": {"filters": [8, 0]}}, "config key model.filters.1: 0 is less than the minimum of 1"),
+    ({"train": {"precision": "float16"}}, "config key train.precision: 'float16' is not one of "
+     "['float32', 'mixed_bfloat16', 'mixed_float16']"),
+    ({"train": {"jit": "yes"}}, "config key train.jit: 'yes' is not of type 'boolean'"),
 ]
 VALUE_CASES = [
     ({"model_file": "model.h5"}, "model_file model.h5: Keras models are written as .keras files"),

@@ -85,5 +85,6 @@ def build_model(n_classes: int, input_shape: Sequence[int], model: Settings):
         x = layers.Dense(units, activation=model.activation, name=f"dense{i}")(x)
         if model.dropout_placement == "all" or i == len(model.dense_units):
             x = layers.Dropout(model.dropout_rate, name=f"dropout{i}")(x)
-    outputs = layers.Dense(n_classes, activation="softmax", name="output")(x)
+    # softmax in float32 under a mixed precision policy too (Keras' advice, for stability)
+    outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="output")(x)
     return keras.Model(inputs, outputs, name="soydaner2019")

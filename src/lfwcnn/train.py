@@ -56,15 +56,23 @@ def train_seed(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, se
     fingerprint = resume_fingerprint(data, train_idx, test_idx, seed=seed, model=model,
                                      train=train)
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if train.jit:  # Keras compiles with XLA only where TensorFlow's op determinism is off
+        from tensorflow.python.framework.config import disable_op_determinism
+
+        disable_op_determinism()
+    else:
+        tf.config.experimental.enable_op_determinism()
     eye = np.eye(data.n_classes, dtype=np.float32)
     test_x, test_y = scale_pixels(data.images[test_idx]), eye[data.labels[test_idx]]
 
+    # float32 (the paper's) or a mixed policy: float16/bfloat16 compute, float32 weights
+    keras.config.set_dtype_policy(train.precision)
     with tf.device("/GPU:0" if device_info["device"] == "gpu" else "/CPU:0"):
         network = build_model(data.n_classes, data.images.shape[1:], model)
         optimizer = keras.optimizers.get({"class_name": train.optimizer,
                                           "config": {"learning_rate": train.learning_rate}})
-        network.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+        network.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"],
+                        jit_compile=train.jit)  # XLA; mixed_float16 scales the loss itself
         history = resume(network, backup.path, fingerprint, train.epochs)
         initial_epoch = len(history)
         with tf.device("/CPU:0"):  # the input pipeline runs on the host, and so must its epoch
