@@ -1,7 +1,5 @@
 """What the report says about where it ran: package versions, the machine, the git checkout.
-
-Every probe is read-only and never fails: a missing package, an unknown CPU or a folder that
-is not a git checkout is reported as such, not raised.
+Every probe is read-only and never fails (a missing package or checkout is reported, not raised).
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ def package_versions() -> dict[str, str]:
 
 
 def machine() -> dict:
-    """The operating system, the CPU's model and its number of cores."""
     return {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count()}
 
 
