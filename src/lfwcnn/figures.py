@@ -50,15 +50,8 @@ def paper_figure_numbers(layers: Sequence[str]) -> dict[str, str]:
 
 
 def draw_activations(
-    *,
-    record: Path,
-    face: Path,
-    maps: list[Path],
-    per_image: Path,
-    input_figure: Path,
-    grids: list[Path],
-    sparsity: Path,
-    manifest: Path,
+    *, record: Path, face: Path, maps: list[Path], per_image: Path, input_figure: Path,
+    grids: list[Path], sparsity: Path, manifest: Path,
 ) -> None:
     """Step: the input image (``face``, described by ``record``), one grid per layer of
     ``maps`` into ``grids`` (both one file per layer, named after it), the sparsity plot of
@@ -95,16 +88,8 @@ def draw_activations(
 
 
 def draw_training(
-    *,
-    histories: list[Path],
-    metrics: list[Path],
-    confusions: list[Path],
-    aggregate: Path,
-    curves: Path,
-    accuracy: Path,
-    confusion: Path,
-    confusion_table: Path,
-    per_class: Path,
+    *, histories: list[Path], metrics: list[Path], confusions: list[Path], aggregate: Path,
+    curves: Path, accuracy: Path, confusion: Path, confusion_table: Path, per_class: Path,
 ) -> None:
     """Step: curves, accuracy distribution, pooled confusion matrix and per-class table."""
     check_outputs({"curves": curves, "accuracy": accuracy, "confusion": confusion,

@@ -88,27 +88,25 @@ def plot_accuracy_distribution(seeds: Sequence[dict], summary: dict,
     n = len(seeds)
     height = 2.0 + 0.3 * (n + 1)
     fig, ax = subplots(figsize=(8, height))
-    level = f"{summary.get('confidence', 0.95):.0%}"
+    level = f"{summary['confidence']:.0%}"
+    points = [100 * summary["paper_accuracy"], 100 * summary["mean"]]  # what the axis shows
 
-    def span(low, high, y, **style):
-        ax.plot([100 * low, 100 * high], [y, y], **style)
+    def mark(values, y, *fmt, **style):
+        points.extend(100 * value for value in values)
+        ax.plot([100 * value for value in values], [y] * len(values), *fmt, **style)
 
     single = summary.get("prediction_interval")
     if single:
         ax.axvspan(100 * single["low"], 100 * single["high"], color="0.9",
                    zorder=0, label=f"{level} range of one further run")
-    points = [100 * summary["paper_accuracy"], 100 * summary["mean"]]
     for y, row in enumerate(seeds, start=1):
         low, high = row.get("ci_low"), row.get("ci_high")
         if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
-            span(low, high, y, color=TRAIN_COLOUR, lw=1.5)
-            points += [100 * low, 100 * high]
-        ax.plot(100 * row["accuracy"], y, "o", color=TRAIN_COLOUR, ms=6)
-        points.append(100 * row["accuracy"])
+            mark([low, high], y, color=TRAIN_COLOUR, lw=1.5)
+        mark([row["accuracy"]], y, "o", color=TRAIN_COLOUR, ms=6)
     interval = summary.get("interval")
     if interval:
-        span(interval["low"], interval["high"], 0, color="black", lw=3)
-        points += [100 * interval["low"], 100 * interval["high"]]
+        mark([interval["low"], interval["high"]], 0, color="black", lw=3)
     mean = summary["mean"]
     ax.plot(100 * mean, 0, "D", color="black", ms=8,
             label=f"mean {mean:.2%}" + (f", {level} interval {interval['low']:.2%} to "
@@ -120,7 +118,7 @@ def plot_accuracy_distribution(seeds: Sequence[dict], summary: dict,
     ax.set_xlim(max(0.0, lo - pad), min(100.0, hi + pad) + 0.5)
     ax.set_yticks(range(n + 1), ["mean"] + [f"seed {row['seed']}" for row in seeds])
     ax.set(ylim=(-0.7, n + 0.7), xlabel=f"test accuracy (%); bars: {level} intervals")
-    verdict = summary.get("verdict", "undefined")
+    verdict = summary["verdict"]
     ax.set_title(f"Test accuracy over {n} seed{'s' * (n > 1)}: the paper's value lies "
                  f"{verdict} the interval" if verdict != "undefined"
                  else f"Test accuracy over {n} seed{'s' * (n > 1)}: no interval")

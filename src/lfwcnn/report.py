@@ -78,7 +78,7 @@ def benchmark_rows(paths: Sequence[Path]) -> list[dict]:
         last = table.iloc[-1]
         rows.append({"stage": job.parts[0], "job": str(job), "seconds": float(last["s"]),
                      "max_rss_mb": float(last["max_rss"]) if pd.notna(last.get("max_rss"))
-                     else None})
+                     else None, "source": "snakemake benchmark"})
     return rows
 
 
@@ -115,8 +115,8 @@ def data_context(f: SimpleNamespace, summary: dict, test_fraction: float) -> dic
 
 
 def training_context(f: SimpleNamespace) -> tuple[list[dict], list[dict], dict]:
-    """A row per history, with the train.json beside it (same seed folder) if given; every
-    train.json; the histories by seed."""
+    """A row per history with the train.json beside it (same folder); every train.json; the
+    histories by seed."""
     infos = {Path(path).resolve().parent: read_json(path) for path in f.train_infos or ()}
     rows, histories = [], {}
     for path in f.histories or ():
@@ -148,9 +148,8 @@ def evaluation_context(f: SimpleNamespace) -> dict:
                                                    "total": int(counts.sum())},
             "chance": baseline.get("chance_accuracy"),
             "majority": baseline.get("majority_accuracy"),
-            "figures": {"curves": data_uri(f.curves_figure),
-                        "accuracy": data_uri(f.accuracy_figure),
-                        "confusion": data_uri(f.confusion_figure)}}
+            "figures": {name: data_uri(getattr(f, f"{name}_figure"))
+                        for name in ("curves", "accuracy", "confusion")}}
 
 
 def activations_context(f: SimpleNamespace) -> dict | None:
@@ -176,16 +175,14 @@ def environment_context(f: SimpleNamespace, config: Mapping, rows: list[dict],
     times = [{"stage": "train", "job": f"seed {row['seed']}", "seconds": row["seconds"],
               "max_rss_mb": None, "source": "train.json"}
              for row in rows if row["seconds"] is not None]
-    benchmarks = [{**row, "source": "snakemake benchmark"}
-                  for row in benchmark_rows(f.timings or ())]
+    benchmarks = benchmark_rows(f.timings or ())
     seconds = activations["sparsity"].get("seconds") if activations else None
     if seconds is not None and not any(row["stage"] == "activations" for row in benchmarks):
         times.append({"stage": "activations", "job": "export", "max_rss_mb": None,
                       "seconds": seconds, "source": "sparsity.json"})
-    trained_with = sorted({(i.get("tensorflow"), i.get("keras")) for i in infos
-                           if i and i.get("tensorflow")})
     return {"packages": package_versions(),
-            "trained_with": [f"tensorflow {tf}, keras {k}" for tf, k in trained_with],
+            "trained_with": [f"tensorflow {tf}, keras {k}" for tf, k in sorted(
+                {(i.get("tensorflow"), i.get("keras")) for i in infos if i.get("tensorflow")})],
             **machine(), "devices": dict(devices), "git": git_state(package_checkout()),
             "config_yaml": yaml.safe_dump(config, sort_keys=False) if config else "",
             "times": times + benchmarks, "backprop_versions": (check or {}).get("versions")}
@@ -228,55 +225,34 @@ def build_context(f: SimpleNamespace, config: Mapping, title: str, test_fraction
                           f.activation_grids or ()),
     ]
     return {
-        "title": title,
-        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "title": title, "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "verdicts": [asdict(v) | {"status_text": v.status_text} for v in verdicts],
-        "headline": claims.headline(verdicts),
-        "departures": claims.protocol_departures(config),
-        "provenance": claims.provenance(source, summary),
-        "variant": variant,
-        "data": data,
-        "training": {"rows": rows},
-        "evaluation": evaluation,
-        "activations": activations,
+        "headline": claims.headline(verdicts), "departures": claims.protocol_departures(config),
+        "provenance": claims.provenance(source, summary), "variant": variant, "data": data,
+        "training": {"rows": rows}, "evaluation": evaluation, "activations": activations,
         "backprop": {"check": check, "fig4": fig4},
         "environment": environment_context(f, config, rows, infos, activations, check),
-        "sweep": sweep,
-        "paper": claims.PAPER,
+        "sweep": sweep, "paper": claims.PAPER,
     }
 
 
 def write_report(
-    *,
-    summary: Path,
-    html: Path,
-    report: Settings,
-    split: Settings,
-    run_config: dict | None = None,
-    source: Path | None = None,
-    manifest: Path | None = None,
-    dataset: Path | None = None,
-    splits: list[Path] | None = None,
-    histories: list[Path] | None = None,
-    train_infos: list[Path] | None = None,
-    metrics: list[Path] | None = None,
-    aggregate: Path | None = None,
+    *, summary: Path, html: Path, report: Settings, split: Settings,
+    run_config: dict | None = None, source: Path | None = None, manifest: Path | None = None,
+    dataset: Path | None = None, splits: list[Path] | None = None,
+    histories: list[Path] | None = None, train_infos: list[Path] | None = None,
+    metrics: list[Path] | None = None, aggregate: Path | None = None,
     accuracy_by_seed: Path | None = None,
-    curves_figure: Path | None = None,
-    accuracy_figure: Path | None = None,
-    confusion_figure: Path | None = None,
-    confusion_table: Path | None = None,
+    # rule draw_training's outputs
+    curves_figure: Path | None = None, accuracy_figure: Path | None = None,
+    confusion_figure: Path | None = None, confusion_table: Path | None = None,
     per_class: Path | None = None,
-    activation_summary: Path | None = None,
-    activation_record: Path | None = None,
-    activation_manifest: Path | None = None,
-    activation_input: Path | None = None,
-    activation_sparsity: Path | None = None,
-    activation_grids: list[Path] | None = None,
-    timings: list[Path] | None = None,
-    backprop_json: Path | None = None,
-    backprop_html: Path | None = None,
-    sweep_summary: Path | None = None,
+    # rules export_activations and draw_activations' outputs: all of them or none
+    activation_summary: Path | None = None, activation_record: Path | None = None,
+    activation_manifest: Path | None = None, activation_input: Path | None = None,
+    activation_sparsity: Path | None = None, activation_grids: list[Path] | None = None,
+    timings: list[Path] | None = None, backprop_json: Path | None = None,
+    backprop_html: Path | None = None, sweep_summary: Path | None = None,
     sweep_figure: Path | None = None,
 ) -> None:
     """Step: the report ``html`` from ``summary`` and the other files given (a stage left out
