@@ -277,10 +277,10 @@ def verdict_c6(grids: dict | None, grid_files: Sequence[str | Path]) -> Verdict:
     present = {Path(path).name for path in grid_files if Path(path).is_file()}
     drawn = [g for g in layers if g["file"] in present and g["tiles"] == g["shape"][-1]]
     ours = f"{len(drawn)} grids: " + ", ".join(f"{g['layer']} {g['tiles']}" for g in drawn)
-    names = tuple(g["layer"] for g in layers)
     checks = [("a grid with one tile per map for every conv and pooling layer",
                len(drawn) == len(layers) and bool(layers)),
-              (f"the paper's {len(PAPER['layers'])} layers", names == PAPER["layers"])]
+              (f"the paper's {len(PAPER['layers'])} layers",
+               tuple(g["layer"] for g in layers) == PAPER["layers"])]
     status = "fails" if not checks[0][1] else "holds" if checks[1][1] else "partly"
     return Verdict("C6", title, paper, ours, status,
                    f"Input image {grids.get('image')}; see the activations section.", checks)

@@ -53,23 +53,22 @@ def plot_curves(histories: Mapping[int, pd.DataFrame], path: str | os.PathLike, 
         raise LfwcnnError("no training histories to draw")
     mean = mean_curves(histories)
     fig, axes = subplots(1, 2, figsize=(11, 4.2))
-    panels = (("accuracy", "test_accuracy", "accuracy"), ("loss", "test_loss", "loss"))
-    for ax, (train_key, test_key, label) in zip(axes, panels, strict=True):
+    seeds = f"mean of {len(histories)} seed{'s' * (len(histories) > 1)}"
+    panels = (("accuracy", "Accuracy (thin lines: single seeds)"),
+              ("loss", "Loss (categorical cross-entropy)"))
+    for ax, (key, title) in zip(axes, panels, strict=True):
         for history in histories.values():
-            ax.plot(history["epoch"], history[train_key], color=TRAIN_COLOUR, lw=0.7, alpha=0.35)
-            ax.plot(history["epoch"], history[test_key], color=TEST_COLOUR, lw=0.7, alpha=0.35)
-        n = len(histories)
-        ax.plot(mean["epoch"], mean[train_key], color=TRAIN_COLOUR, lw=2.4,
-                label=f"training, mean of {n} seed{'s' * (n > 1)}")
-        ax.plot(mean["epoch"], mean[test_key], color=TEST_COLOUR, lw=2.4,
-                label=f"test, mean of {n} seed{'s' * (n > 1)}")
-        ax.set(xlabel="epoch", ylabel=label)
+            ax.plot(history["epoch"], history[key], color=TRAIN_COLOUR, lw=0.7, alpha=0.35)
+            ax.plot(history["epoch"], history[f"test_{key}"], color=TEST_COLOUR, lw=0.7,
+                    alpha=0.35)
+        ax.plot(mean["epoch"], mean[key], color=TRAIN_COLOUR, lw=2.4, label=f"training, {seeds}")
+        ax.plot(mean["epoch"], mean[f"test_{key}"], color=TEST_COLOUR, lw=2.4,
+                label=f"test, {seeds}")
+        ax.set(xlabel="epoch", ylabel=key, title=title)
         ax.grid(alpha=0.3)
     if paper_accuracy is not None:
         axes[0].axhline(paper_accuracy, color=PAPER_COLOUR, ls="--", lw=1.2,
                         label=f"paper's test accuracy {paper_accuracy:.2%}")
-    axes[0].set_title("Accuracy (thin lines: single seeds)")
-    axes[1].set_title("Loss (categorical cross-entropy)")
     axes[0].legend(loc="lower right", fontsize=8)
     axes[1].legend(loc="upper right", fontsize=8)
     fig.tight_layout()
@@ -166,8 +165,6 @@ def channel_mosaic(maps: np.ndarray, per_row: int = TILES_PER_ROW, gap: int = 1)
     if maps.ndim != 3:
         raise LfwcnnError(f"a layer's activations must be (height, width, channels), got "
                           f"{maps.shape}")
-    if per_row < 1:
-        raise LfwcnnError(f"tiles per row must be at least 1, got {per_row}")
     height, width, channels = maps.shape
     cols = min(per_row, channels)
     rows = math.ceil(channels / cols)
