@@ -1,9 +1,6 @@
-"""The paper's claims C1-C6 and the verdict on each, computed from what a run measured, and
-the provenance of the data (which LFW, and its caveat) that every table labels.
-
-Functions of the numbers the report gathers (no file is read; C6 checks that its figures
-exist), so the rules that decide "holds" / "partly" / "fails" are tested on their own.
-"""
+"""The paper's claims C1-C6 and the verdict on each, as functions of the numbers a run measured
+(tested on their own; no file is read, C6 checks that its figures exist), and the provenance of
+the data (which LFW, and its caveat) that every table labels."""
 
 from __future__ import annotations
 

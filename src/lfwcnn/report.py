@@ -1,7 +1,5 @@
-"""The HTML report: every claim of the paper beside what this run measured, with a verdict.
-
-:func:`write_report` (rule ``write_report``) reads the outputs of every stage, computes the six
-verdicts with :mod:`lfwcnn.claims` and fills ``templates/report.html.j2``: one HTML file with
+"""The HTML report (step :func:`write_report`): every claim of the paper beside what this run
+measured, with its verdict from :mod:`lfwcnn.claims`; one file (``templates/report.html.j2``),
 every figure inlined as a ``data:`` URI and nothing fetched from elsewhere, so it opens offline.
 """
 
@@ -51,16 +49,8 @@ def is_file(path: str | os.PathLike | None) -> bool:
 
 def data_uri(path: str | os.PathLike | None) -> str | None:
     """A PNG as a ``data:`` URI, so the report needs no file beside it."""
-    if not is_file(path):
-        return None
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
-
-
-def per_class_rows(path: Path) -> list[dict]:
-    """The per-class table with its names as strings (a person may be named ``NA``)."""
-    rows = read_rows(path, "per-class table", PER_CLASS_NUMBERS)
-    return [{**row, **{column: number(path, row, column, kind)
-                       for column, kind in PER_CLASS_NUMBERS.items()}} for row in rows]
+    return ("data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
+            if is_file(path) else None)
 
 
 def benchmark_rows(paths: Sequence[Path]) -> list[dict]:
@@ -141,7 +131,11 @@ def evaluation_context(f: SimpleNamespace) -> dict:
     for row in by_seed:  # macro F1 from each seed's metrics.json beside its accuracy
         row["macro_f1"] = ((records.get(row["seed"]) or {}).get("macro_avg") or {}).get("f1")
     baseline = next(iter(records.values()), {})
-    per_class = per_class_rows(Path(f.per_class)) if is_file(f.per_class) else []
+    classes = (read_rows(f.per_class, "per-class table", PER_CLASS_NUMBERS)
+               if is_file(f.per_class) else [])
+    # names stay strings (a person may be named "NA"), the scores become numbers
+    per_class = [{**row, **{column: number(f.per_class, row, column, kind)
+                            for column, kind in PER_CLASS_NUMBERS.items()}} for row in classes]
     counts = read_confusion(f.confusion_table).to_numpy() if is_file(f.confusion_table) else None
     return {"aggregate": aggregate, "by_seed": by_seed, "per_class": per_class,
             "pooled": None if counts is None else {"correct": int(np.trace(counts)),
