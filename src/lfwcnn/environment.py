@@ -30,16 +30,13 @@ def machine() -> dict:
     return {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count()}
 
 
-def package_checkout() -> str | None:
-    """The checkout this package runs from (``<checkout>/src/lfwcnn``, as in a workflow job)."""
+def git_state() -> dict:
+    """Commit of the checkout this package runs from (``<checkout>/src/lfwcnn``, as in a
+    workflow job) and whether tracked files differ from it; read-only (no index refresh)."""
     src = Path(__file__).resolve().parents[1]
-    return str(src.parent) if src.name == "src" else None
-
-
-def git_state(repo: str | os.PathLike | None) -> dict:
-    """Commit and whether tracked files differ from it; read-only (no index refresh)."""
-    if repo is None:
+    if src.name != "src":
         return {"commit": None, "dirty": None}
+    repo = src.parent
 
     def git(*args: str) -> str | None:
         try:

@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from lfwcnn import claims, templating
 from lfwcnn.atomic import write_text
-from lfwcnn.environment import git_state, machine, package_checkout, package_versions
+from lfwcnn.environment import git_state, machine, package_versions
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.loading import read_history, read_json
 from lfwcnn.ownership import check_outputs, listed
@@ -177,7 +177,7 @@ def environment_context(f: SimpleNamespace, config: Mapping, rows: list[dict],
     return {"packages": package_versions(),
             "trained_with": [f"tensorflow {tf}, keras {k}" for tf, k in sorted(
                 {(i.get("tensorflow"), i.get("keras")) for i in infos if i.get("tensorflow")})],
-            **machine(), "devices": dict(devices), "git": git_state(package_checkout()),
+            **machine(), "devices": dict(devices), "git": git_state(),
             "config_yaml": yaml.safe_dump(config, sort_keys=False) if config else "",
             "times": times + benchmarks, "backprop_versions": (check or {}).get("versions")}
 
