@@ -75,10 +75,9 @@ def benchmark_rows(paths: Sequence[Path]) -> list[dict]:
 def seed_of(path: str | os.PathLike, record: dict | None = None) -> int | str:
     if record and record.get("seed") is not None:
         return record["seed"]
-    for part in reversed(Path(path).with_suffix("").parts):
-        if part.startswith("seed") and part[4:].isdigit():
-            return int(part[4:])
-    return Path(path).stem
+    seeds = [part[4:] for part in Path(path).with_suffix("").parts
+             if part.startswith("seed") and part[4:].isdigit()]
+    return int(seeds[-1]) if seeds else Path(path).stem
 
 
 def data_context(f: SimpleNamespace, summary: dict, test_fraction: float) -> dict:
