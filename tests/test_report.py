@@ -37,6 +37,7 @@ from lfwcnn.claims import (
 )
 from lfwcnn.cli import run
 from lfwcnn.config import check_config
+from lfwcnn.report import benchmark_rows, training_context
 
 LFW_SUMMARY = {"people": 34, "images": 2370}
 PIPELINE_PEOPLE = {"Alice_Doe": 12, "Bob_Roe": 10, "Carol_Poe": 8, "Dan_Moe": 3}
@@ -381,3 +382,27 @@ def test_the_reports_run_config_is_no_value_typed_by_hand(tmp_path, capsys):
     assert err == ["error: run_config is the whole config of a run (a mapping, as the rule "
                    "gives it), not a value"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_report_pairs_each_history_with_the_train_json_beside_it(tmp_path_factory):
+    project = pipeline_report(tmp_path_factory).parents[2]
+    folders = [project / f"results/models/funneled/seed{s}" for s in (0, 1)]
+    files = types.SimpleNamespace(histories=[folder / "history.csv" for folder in folders],
+                            train_infos=[folder / "train.json" for folder in reversed(folders)])
+    rows, infos, histories = training_context(files)
+    assert [row["seed"] for row in rows] == [0, 1] and list(histories) == [0, 1]
+    for row, folder in zip(rows, folders, strict=True):
+        assert row["seconds"] == json.loads((folder / "train.json").read_text())["seconds"]
+    assert len(infos) == 2
+
+
+def test_report_times_only_the_benchmark_files_it_is_given(tmp_path):
+    for job, seconds in (("activations/run/seed0_export", 2.5), ("report/run_figures", 1.0),
+                         ("train/run/seed0", 9.0)):
+        (tmp_path / job).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / f"{job}.tsv").write_text(f"s\th:m:s\tmax_rss\n{seconds}\t0:00:02\tNA\n")
+    rows = benchmark_rows([tmp_path / "report/run_figures.tsv",
+                           tmp_path / "activations/run/seed0_export.tsv"])
+    assert [(row["stage"], row["job"], row["seconds"], row["max_rss_mb"]) for row in rows] == [
+        ("activations", "activations/run/seed0_export", 2.5, None),
+        ("report", "report/run_figures", 1.0, None)]

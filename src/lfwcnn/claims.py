@@ -1,11 +1,6 @@
-"""The paper's claims C1-C6 and the verdict on each, computed from what a run measured, and
-the provenance of the data (which LFW, and its caveat) that every table labels.
-
-Functions of the numbers the report gathers (no file is read here; C6 only checks that its
-figures exist): each ``verdict_cN`` returns a :class:`Verdict` (the paper's value, ours, a
-status and the checks behind it), so the rules that decide "holds" / "partly" / "fails" are
-tested on their own and the report (:mod:`lfwcnn.report`) only assembles and renders.
-"""
+"""The paper's claims C1-C6 and the verdict on each, as functions of the numbers a run measured
+(tested on their own; no file is read, C6 checks that its figures exist), and the provenance of
+the data (which LFW, and its caveat) that every table labels."""
 
 from __future__ import annotations
 
@@ -20,9 +15,8 @@ import pandas as pd
 
 from lfwcnn.model import CONV, feature_layer_names
 
-# The paper's protocol as config keys; a run that departs from it says so at the top. The
-# schema's defaults are these values (tests/test_report.py holds them together); the paper's
-# test accuracy is a setting of its own, evaluate.paper_accuracy, read from the aggregate.
+# The paper's protocol as config keys (the schema's defaults, tests/test_report.py checks); a
+# run that departs from it says so at the top. Its accuracy is evaluate.paper_accuracy.
 PAPER_PROTOCOL = {
     "data.min_images_per_person": 30, "data.image_size": 64, "split.test_fraction": 0.25,
     "model.filters": [32, 64, 128], "model.kernel_size": 3, "model.pool_size": 2,
@@ -39,8 +33,10 @@ PAPER = {"people": 34, "images": 2370, "train": 1777, "test": 593,
 PAPER_VARIANT = "funneled"
 # C4: "all filters active" in conv1 allows this mean share of blank maps over test images.
 C4_CONV1_BLANK_TOLERANCE = 0.01
-STATUS_TEXT = {"holds": "holds", "partly": "partly holds", "fails": "does not hold",
-               "undetermined": "undetermined", "not run": "not run"}
+# each status as said of one claim and of several
+STATUS_TEXT = {"holds": ("holds", "hold"), "partly": ("partly holds", "partly hold"),
+               "fails": ("does not hold", "do not hold"),
+               "undetermined": ("undetermined",) * 2, "not run": ("not run",) * 2}
 
 
 @dataclass
@@ -61,19 +57,14 @@ class Verdict:
 
     @property
     def status_text(self) -> str:
-        return STATUS_TEXT[self.status]
+        return STATUS_TEXT[self.status][0]
 
-
-# ----------------------------------------------------------------------------- provenance
 
 
 def provenance(source: dict | None, summary: dict | None) -> dict:
-    """Which LFW the run used, and whether it is only an approximation of that variant.
-
-    The obtain step decides and records it (``approximate``, from the folder's own note). An
-    archive that is not the variant's published one is not known to be an approximation, so
-    it gets its own caveat, "unverified archive". ``caveat`` is the label every table shows.
-    """
+    """Which LFW the run used, and its ``caveat`` (the label every table shows): as obtain
+    recorded it, "approximation", or "unverified archive" for an archive that is not the
+    variant's published one (not known to be an approximation)."""
     record = dict(source or (summary or {}).get("source") or {})
     approximate = bool(record.get("approximate"))
     unverified = record.get("kind") == "archive" and record.get("matches_published") is False
@@ -91,11 +82,8 @@ def provenance(source: dict | None, summary: dict | None) -> dict:
 
 
 def data_origin(source: dict | None) -> dict:
-    """What a run's results say of their data: the variant, where it came from, its caveat.
-
-    Stored in each run's aggregate.json, so the caveat travels with the accuracy into
-    ``dvc metrics show``, the sweep summary and the report.
-    """
+    """The variant, origin and caveat of a run's data, stored in its aggregate.json so the
+    caveat travels with the accuracy (``dvc metrics show``, the sweep summary, the report)."""
     origin = provenance(source, None)
     record = origin["record"]
     return {"variant": record.get("variant"),
@@ -108,8 +96,6 @@ def labelled(name: str, caveat: str | None) -> str:
     """``name`` with its data caveat, as tables and sentences show it: "x (approximation)"."""
     return f"{name} ({caveat})" if caveat else name
 
-
-# ----------------------------------------------------------------------------- verdicts
 
 
 def split_sizes(images: int, test_fraction: float) -> tuple[int, int]:
@@ -140,12 +126,8 @@ def verdict_c1(summary: dict, train: int, test: int, test_fraction: float) -> Ve
               (f"{PAPER['images']} images", images == PAPER["images"]),
               (f"{PAPER['train']} training images", train == PAPER["train"]),
               (f"{PAPER['test']} test images", test == PAPER["test"])]
-    if all(ok for _, ok in checks):
-        status = "holds"
-    elif checks[0][1] and checks[1][1]:
-        status = "partly"
-    else:
-        status = "fails"
+    status = ("holds" if all(ok for _, ok in checks) else
+              "partly" if checks[0][1] and checks[1][1] else "fails")
     fraction = PAPER_PROTOCOL["split.test_fraction"]
     return Verdict(
         "C1", f"Data: LFW people with at least {PAPER_PROTOCOL['data.min_images_per_person']} "
@@ -158,13 +140,9 @@ def verdict_c1(summary: dict, train: int, test: int, test_fraction: float) -> Ve
 
 def verdict_c2(aggregate: dict | None, epochs: Sequence[int] = (),
                variant: str | None = None, sweep_runs: Sequence[dict] = ()) -> Verdict:
-    """The aggregate's verdict: the paper's accuracy inside, above or below the interval.
-
-    An interval that covers every possible accuracy (below 0 % and above 100 %, as two seeds
-    can give) says nothing, so the claim is then undetermined rather than confirmed. With a
-    sweep the verdict stays that of the run described, and the detail counts the settings
-    the paper's value is consistent with.
-    """
+    """The aggregate's verdict: the paper's accuracy inside, above or below the interval;
+    undetermined when the interval covers every accuracy (as two seeds can give). With a sweep
+    the detail counts the settings the paper's value is consistent with."""
     title = f"Test accuracy after {PAPER['epochs']} epochs"
     if aggregate is None:
         return Verdict("C2", title, "-", "-", "not run", "The evaluation has not run.")
@@ -212,27 +190,22 @@ def verdict_c3(check: dict | None) -> Verdict:
     if check is None:
         return Verdict("C3", title, paper, "-", "not run", "The backpropagation check has "
                        "not run (rule verify_backprop).")
-    errors = check.get("max_relative_error") or {}
-    finite = [value for value in errors.values() if value is not None]
-    worst = max(finite) if finite else float("nan")
-    cases = (check.get("cases") or {}).get("autodiff")
-    fig4 = ((check.get("checks") or {}).get("fig4") or {}).get("equations") or {}
-    ours = (f"{cases} random layers agree with TensorFlow's autodiff to {worst:.1e} "
-            f"(relative); Fig. 4: {sum(map(bool, fig4.values()))} of {len(fig4)} "
-            "equations match")
-    checks = [(name, bool(part.get("pass"))) for name, part in (check.get("checks") or
-                                                                  {}).items()]
-    status = "holds" if check.get("pass") else "fails"
-    return Verdict("C3", title, paper, ours, status,
+    worst = max((value for value in (check.get("max_relative_error") or {}).values()
+                 if value is not None), default=float("nan"))
+    parts = check.get("checks") or {}
+    fig4 = (parts.get("fig4") or {}).get("equations") or {}
+    ours = (f"{(check.get('cases') or {}).get('autodiff')} random layers agree with TensorFlow's "
+            f"autodiff to {worst:.1e} (relative); Fig. 4: {sum(map(bool, fig4.values()))} of "
+            f"{len(fig4)} equations match")
+    return Verdict("C3", title, paper, ours, "holds" if check.get("pass") else "fails",
                    "NumPy implementation of section 2 checked against tf.GradientTape, "
                    "central differences, the Fig. 4 example term by term and a Keras SGD step.",
-                   checks)
+                   [(name, bool(part.get("pass"))) for name, part in parts.items()])
 
 
 def _rises(values: Sequence[float]) -> bool:
     """Non-decreasing from layer to layer, and higher at the end than at the start."""
-    return (len(values) > 1 and all(b >= a for a, b in zip(values, values[1:], strict=False))
-            and values[-1] > values[0])
+    return bool(np.all(np.diff(values) >= 0)) and values[-1] > values[0]
 
 
 def verdict_c4(sparsity: dict | None) -> Verdict:
@@ -255,12 +228,7 @@ def verdict_c4(sparsity: dict | None) -> Verdict:
         (f"zero activations rise over {names}", _rises(zero)),
     ]
     passed = [ok for _, ok in checks]
-    if all(passed):
-        status = "holds"
-    elif not (passed[1] or passed[2]):
-        status = "fails"
-    else:
-        status = "partly"
+    status = "holds" if all(passed) else "partly" if passed[1] or passed[2] else "fails"
     ours = (f"blank maps {' -> '.join(f'{100 * v:.1f}' for v in blank)} %; zero activations "
             f"{' -> '.join(f'{100 * v:.1f}' for v in zero)} % ({names}, mean over "
             f"{conv[0]['images']} test images)")
@@ -277,29 +245,18 @@ def verdict_c5(histories: Mapping[int, pd.DataFrame]) -> Verdict:
     paper = f"accuracy up, loss down over {PAPER['epochs']} epochs"
     if not histories:
         return Verdict("C5", title, paper, "-", "not run", "No training history.")
-    rising, falling, epochs = [], [], set()
-    for history in histories.values():
-        epochs.add(len(history))
-        rising.append(history["accuracy"].iloc[-1] > history["accuracy"].iloc[0])
-        falling.append(history["loss"].iloc[-1] < history["loss"].iloc[0])
-    n = len(histories)
-    first = np.mean([h["accuracy"].iloc[0] for h in histories.values()])
-    last = np.mean([h["accuracy"].iloc[-1] for h in histories.values()])
-    loss0 = np.mean([h["loss"].iloc[0] for h in histories.values()])
-    loss1 = np.mean([h["loss"].iloc[-1] for h in histories.values()])
-    span = "/".join(str(e) for e in sorted(epochs))
-    ours = (f"training accuracy {first:.1%} -> {last:.1%}, loss {loss0:.3f} -> {loss1:.3f} "
-            f"(epoch 1 -> {span}, mean of {n} seed{'s' * (n > 1)})")
+    first = pd.DataFrame([h.iloc[0] for h in histories.values()])
+    last = pd.DataFrame([h.iloc[-1] for h in histories.values()])
+    rising = last["accuracy"].to_numpy() > first["accuracy"].to_numpy()
+    falling = last["loss"].to_numpy() < first["loss"].to_numpy()
+    n, epochs = len(histories), sorted({len(h) for h in histories.values()})
+    ours = (f"training accuracy {first['accuracy'].mean():.1%} -> {last['accuracy'].mean():.1%}, "
+            f"loss {first['loss'].mean():.3f} -> {last['loss'].mean():.3f} (epoch 1 -> "
+            f"{'/'.join(map(str, epochs))}, mean of {n} seed{'s' * (n > 1)})")
     checks = [(f"accuracy rises in {sum(rising)} of {n} seeds", all(rising)),
               (f"loss falls in {sum(falling)} of {n} seeds", all(falling))]
-    if max(epochs) < 2:
-        status = "undetermined"
-    elif all(rising) and all(falling):
-        status = "holds"
-    elif any(rising) or any(falling):
-        status = "partly"
-    else:
-        status = "fails"
+    status = ("undetermined" if epochs[-1] < 2 else "holds" if all(rising) and all(falling)
+              else "partly" if any(rising) or any(falling) else "fails")
     return Verdict("C5", title, paper, ours, status,
                    "First epoch against last epoch of each seed's training history.", checks)
 
@@ -317,29 +274,20 @@ def verdict_c6(grids: dict | None, grid_files: Sequence[str | Path]) -> Verdict:
     present = {Path(path).name for path in grid_files if Path(path).is_file()}
     drawn = [g for g in layers if g["file"] in present and g["tiles"] == g["shape"][-1]]
     ours = f"{len(drawn)} grids: " + ", ".join(f"{g['layer']} {g['tiles']}" for g in drawn)
-    names = tuple(g["layer"] for g in layers)
     checks = [("a grid with one tile per map for every conv and pooling layer",
                len(drawn) == len(layers) and bool(layers)),
-              (f"the paper's {len(PAPER['layers'])} layers", names == PAPER["layers"])]
-    if not checks[0][1]:
-        status = "fails"
-    elif checks[1][1]:
-        status = "holds"
-    else:
-        status = "partly"
+              (f"the paper's {len(PAPER['layers'])} layers",
+               tuple(g["layer"] for g in layers) == PAPER["layers"])]
+    status = "fails" if not checks[0][1] else "holds" if checks[1][1] else "partly"
     return Verdict("C6", title, paper, ours, status,
                    f"Input image {grids.get('image')}; see the activations section.", checks)
-
-
-PLURAL_TEXT = {"holds": "hold", "partly": "partly hold", "fails": "do not hold",
-               "undetermined": "undetermined", "not run": "not run"}
 
 
 def headline(verdicts: Sequence[Verdict]) -> str:
     """One line for the top of the report: how many claims hold, partly hold, fail, ..."""
     counts = Counter(v.status for v in verdicts)
-    parts = [f"{counts[key]} {(STATUS_TEXT if counts[key] == 1 else PLURAL_TEXT)[key]}"
-             for key in STATUS_TEXT if counts[key]]
+    parts = [f"{counts[key]} {texts[counts[key] > 1]}"
+             for key, texts in STATUS_TEXT.items() if counts[key]]
     return f"Of the paper's {len(verdicts)} claims, " + ", ".join(parts) + "."
 
 

@@ -1,7 +1,5 @@
 """What the report says about where it ran: package versions, the machine, the git checkout.
-
-Every probe is read-only and never fails: a missing package, an unknown CPU or a folder that
-is not a git checkout is reported as such, not raised.
+Every probe is read-only and never fails (a missing package or checkout is reported, not raised).
 """
 
 from __future__ import annotations
@@ -29,20 +27,16 @@ def package_versions() -> dict[str, str]:
 
 
 def machine() -> dict:
-    """The operating system, the CPU's model and its number of cores."""
     return {"platform": platform.platform(), "cpu": cpu_model(), "cores": os.cpu_count()}
 
 
-def package_checkout() -> str | None:
-    """The checkout this package runs from (``<checkout>/src/lfwcnn``, as in a workflow job)."""
+def git_state() -> dict:
+    """Commit of the checkout this package runs from (``<checkout>/src/lfwcnn``, as in a
+    workflow job) and whether tracked files differ from it; read-only (no index refresh)."""
     src = Path(__file__).resolve().parents[1]
-    return str(src.parent) if src.name == "src" else None
-
-
-def git_state(repo: str | os.PathLike | None) -> dict:
-    """Commit and whether tracked files differ from it; read-only (no index refresh)."""
-    if repo is None:
+    if src.name != "src":
         return {"commit": None, "dirty": None}
+    repo = src.parent
 
     def git(*args: str) -> str | None:
         try:

@@ -1,13 +1,5 @@
-"""The figure steps: read a stage's outputs, pool what spans seeds, draw them with lfwcnn.plots.
-
-* :func:`draw_training`: Fig. 5's curves, each seed's test accuracy against the paper's, the
-  confusion matrix of all seeds' test predictions pooled, with per-class scores;
-* :func:`draw_activations`: Fig. 6, the test image, Figs. 7-12, one grid per conv and pooling
-  layer, and the sparsity of each layer over the test set (claim C4).
-
-The drawing itself lives in :mod:`lfwcnn.plots`; this module holds the two steps the
-workflow runs, one per stage whose outputs it draws (rules ``draw_training`` and
-``draw_activations``; by hand ``python -m lfwcnn draw_training NAME=VALUE ...``).
+"""The figure steps (rules ``draw_training`` and ``draw_activations``): read a stage's
+outputs, pool what spans seeds, and draw them with :mod:`lfwcnn.plots`.
 """
 
 from __future__ import annotations
@@ -42,8 +34,8 @@ def pooled_confusion(paths: Sequence[str | Path]) -> pd.DataFrame:
     for path, matrix in zip(paths[1:], matrices[1:], strict=True):
         if list(matrix.index) != list(first.index):
             raise LfwcnnError(f"{path}: other classes than {paths[0]}")
-    total = sum(matrix.to_numpy() for matrix in matrices)
-    return pd.DataFrame(total, index=pd.Index(first.index, name="true"), columns=first.columns)
+    return pd.DataFrame(sum(matrix.to_numpy() for matrix in matrices),
+                        index=pd.Index(first.index, name="true"), columns=first.columns)
 
 
 def paper_figure_numbers(layers: Sequence[str]) -> dict[str, str]:
@@ -58,15 +50,8 @@ def paper_figure_numbers(layers: Sequence[str]) -> dict[str, str]:
 
 
 def draw_activations(
-    *,
-    record: Path,
-    face: Path,
-    maps: list[Path],
-    per_image: Path,
-    input_figure: Path,
-    grids: list[Path],
-    sparsity: Path,
-    manifest: Path,
+    *, record: Path, face: Path, maps: list[Path], per_image: Path, input_figure: Path,
+    grids: list[Path], sparsity: Path, manifest: Path,
 ) -> None:
     """Step: the input image (``face``, described by ``record``), one grid per layer of
     ``maps`` into ``grids`` (both one file per layer, named after it), the sparsity plot of
@@ -89,34 +74,22 @@ def draw_activations(
              f"{verdict})")
     plots.plot_input_image(image, title, input_figure)
     figures = paper_figure_numbers(layers)
-    drawn = []
-    for layer in layers:
-        grid = plots.plot_layer_grid(load_npz(sources[layer])["activations"], layer,
-                                     targets[layer], figure=figures.get(layer),
-                                     per_row=plots.TILES_PER_ROW)
-        grid["paper_figure"] = figures.get(layer)
-        drawn.append(grid)
+    drawn = [{**plots.plot_layer_grid(load_npz(sources[layer])["activations"], layer,
+                                      targets[layer], figure=figures.get(layer)),
+              "paper_figure": figures.get(layer)} for layer in layers]
     shares = load_npz(per_image)
     plots.plot_sparsity([str(name) for name in shares["layers"]], shares["zero_share"],
                         shares["blank_share"], sparsity,
                         image_position=description.get("test_position"))
-    content = {"image": description["file"], "layers": drawn, "input": input_figure.name,
-               "sparsity": sparsity.name}
-    write_text(manifest, json.dumps(content, indent=2) + "\n")
+    write_text(manifest, json.dumps({"image": description["file"], "layers": drawn,
+                                     "input": input_figure.name, "sparsity": sparsity.name},
+                                    indent=2) + "\n")
     log.info("grids of %s drawn for %s", ", ".join(layers), description["file"])
 
 
 def draw_training(
-    *,
-    histories: list[Path],
-    metrics: list[Path],
-    confusions: list[Path],
-    aggregate: Path,
-    curves: Path,
-    accuracy: Path,
-    confusion: Path,
-    confusion_table: Path,
-    per_class: Path,
+    *, histories: list[Path], metrics: list[Path], confusions: list[Path], aggregate: Path,
+    curves: Path, accuracy: Path, confusion: Path, confusion_table: Path, per_class: Path,
 ) -> None:
     """Step: curves, accuracy distribution, pooled confusion matrix and per-class table."""
     check_outputs({"curves": curves, "accuracy": accuracy, "confusion": confusion,
@@ -130,11 +103,9 @@ def draw_training(
     seeds = [record.get("seed", k) for k, record in enumerate(records)]
     runs = {seed: read_history(path) for seed, path in zip(seeds, histories, strict=True)}
     plots.plot_curves(runs, curves, paper_accuracy=summary.get("paper_accuracy"))
-    rows = []
-    for seed, record in zip(seeds, records, strict=True):
-        interval = record.get("accuracy_interval") or {}
-        rows.append({"seed": seed, "accuracy": float(record["accuracy"]),
-                     "ci_low": interval.get("low"), "ci_high": interval.get("high")})
+    rows = [{"seed": seed, "accuracy": float(record["accuracy"]),
+             **{f"ci_{end}": (record.get("accuracy_interval") or {}).get(end)
+                for end in ("low", "high")}} for seed, record in zip(seeds, records, strict=True)]
     plots.plot_accuracy_distribution(rows, summary, accuracy)
     pooled = pooled_confusion(confusions)
     write_text(confusion_table, pooled.to_csv())

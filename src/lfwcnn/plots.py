@@ -1,62 +1,49 @@
-"""Every figure the pipeline draws, in one style (matplotlib, Agg backend).
-
-The steps compute and read; the drawing lives here, so that a new figure reuses the colours,
-the resolution and :func:`save_figure` (atomic, no timestamp) of the others:
-
-* Fig. 5, training curves (:func:`plot_curves`), and each seed's test accuracy against the
-  paper's (:func:`plot_accuracy_distribution`);
-* the confusion matrix of one seed or of all seeds pooled (:func:`plot_confusion`);
-* Fig. 6, the test image (:func:`plot_input_image`), Figs. 7-12, every channel of a conv or
-  pooling layer as one grid (:func:`plot_layer_grid`), and the sparsity per layer, claim C4
-  (:func:`plot_sparsity`);
-* the runs of a sweep side by side (:func:`plot_runs`).
+"""Every figure the pipeline draws, in one style: the steps compute and read, the drawing lives
+here, so that a new figure reuses the colours, the resolution and :func:`save_figure` (atomic,
+no timestamp) of the others. Figures are made without pyplot (no display, no global state).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # before pyplot: no display on a cluster node or in CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from lfwcnn.atomic import atomic_path  # noqa: E402
-from lfwcnn.claims import labelled  # noqa: E402
-from lfwcnn.errors import LfwcnnError  # noqa: E402
+from lfwcnn.atomic import atomic_path
+from lfwcnn.claims import labelled
+from lfwcnn.errors import LfwcnnError
 
 TILES_PER_ROW = 16  # as the paper's grids: 32 maps of conv1 make two rows
 TRAIN_COLOUR, TEST_COLOUR, PAPER_COLOUR = "#1f77b4", "#ff7f0e", "#d62728"
 DPI = 110
 
 
-def save_figure(fig, path: str | os.PathLike) -> None:
-    """PNG without a timestamp in its metadata, written atomically; the figure is closed."""
+def subplots(*grid: int, figsize: tuple[float, float]) -> tuple[Figure, Any]:
+    """A figure and the axes of its ``grid`` (rows, columns), as ``pyplot.subplots`` makes."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid)
+
+
+def save_figure(fig: Figure, path: str | os.PathLike) -> None:
+    """PNG without a timestamp in its metadata, written atomically."""
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None})
-    plt.close(fig)
-
-
-# ----------------------------------------------------------------------------- Fig. 5
 
 
 def mean_curves(histories: Mapping[int, pd.DataFrame]) -> pd.DataFrame:
     """Mean over seeds per epoch, of the epochs every seed has."""
-    frames = [h.set_index("epoch") for h in histories.values()]
-    common = frames[0].index
-    for frame in frames[1:]:
-        common = common.intersection(frame.index)
-    stacked = np.stack([f.loc[common, ["loss", "accuracy", "test_loss", "test_accuracy"]]
-                        .to_numpy(dtype=float) for f in frames])
-    mean = pd.DataFrame(stacked.mean(axis=0), index=common,
-                        columns=["loss", "accuracy", "test_loss", "test_accuracy"])
-    return mean.reset_index()
+    frames = [h.set_index("epoch")[["loss", "accuracy", "test_loss", "test_accuracy"]]
+              .astype(float) for h in histories.values()]
+    common = functools.reduce(pd.Index.intersection, [frame.index for frame in frames])
+    return (sum(frame.loc[common] for frame in frames) / len(frames)).reset_index()
 
 
 def plot_curves(histories: Mapping[int, pd.DataFrame], path: str | os.PathLike, *,
@@ -65,70 +52,60 @@ def plot_curves(histories: Mapping[int, pd.DataFrame], path: str | os.PathLike, 
     if not histories:
         raise LfwcnnError("no training histories to draw")
     mean = mean_curves(histories)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    panels = (("accuracy", "test_accuracy", "accuracy"), ("loss", "test_loss", "loss"))
-    for ax, (train_key, test_key, label) in zip(axes, panels, strict=True):
+    fig, axes = subplots(1, 2, figsize=(11, 4.2))
+    seeds = f"mean of {len(histories)} seed{'s' * (len(histories) > 1)}"
+    panels = (("accuracy", "Accuracy (thin lines: single seeds)"),
+              ("loss", "Loss (categorical cross-entropy)"))
+    for ax, (key, title) in zip(axes, panels, strict=True):
         for history in histories.values():
-            ax.plot(history["epoch"], history[train_key], color=TRAIN_COLOUR, lw=0.7, alpha=0.35)
-            ax.plot(history["epoch"], history[test_key], color=TEST_COLOUR, lw=0.7, alpha=0.35)
-        n = len(histories)
-        ax.plot(mean["epoch"], mean[train_key], color=TRAIN_COLOUR, lw=2.4,
-                label=f"training, mean of {n} seed{'s' * (n > 1)}")
-        ax.plot(mean["epoch"], mean[test_key], color=TEST_COLOUR, lw=2.4,
-                label=f"test, mean of {n} seed{'s' * (n > 1)}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
+            ax.plot(history["epoch"], history[key], color=TRAIN_COLOUR, lw=0.7, alpha=0.35)
+            ax.plot(history["epoch"], history[f"test_{key}"], color=TEST_COLOUR, lw=0.7,
+                    alpha=0.35)
+        ax.plot(mean["epoch"], mean[key], color=TRAIN_COLOUR, lw=2.4, label=f"training, {seeds}")
+        ax.plot(mean["epoch"], mean[f"test_{key}"], color=TEST_COLOUR, lw=2.4,
+                label=f"test, {seeds}")
+        ax.set(xlabel="epoch", ylabel=key, title=title)
         ax.grid(alpha=0.3)
     if paper_accuracy is not None:
         axes[0].axhline(paper_accuracy, color=PAPER_COLOUR, ls="--", lw=1.2,
                         label=f"paper's test accuracy {paper_accuracy:.2%}")
-    axes[0].set_title("Accuracy (thin lines: single seeds)")
-    axes[1].set_title("Loss (categorical cross-entropy)")
     axes[0].legend(loc="lower right", fontsize=8)
     axes[1].legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     save_figure(fig, path)
 
 
-# ----------------------------------------------------------------------------- accuracy
-
-
 def plot_accuracy_distribution(seeds: Sequence[dict], summary: dict,
                                path: str | os.PathLike) -> None:
-    """Each seed's test accuracy with its binomial interval, the mean with its t-interval,
-    the band where one further run should fall, and the paper's accuracy as a red line.
-
-    ``seeds``: dicts with ``seed``, ``accuracy`` and optional ``ci_low``/``ci_high``;
-    ``summary``: the ``aggregate.json`` of :mod:`lfwcnn.aggregate`, whose intervals are
-    already clipped to [0, 1].
-    """
+    """Each seed's test accuracy (dicts with ``seed``, ``accuracy``, optional ``ci_low``,
+    ``ci_high``) with its binomial interval, the mean with its t-interval, the band where one
+    further run should fall, and the paper's accuracy as a red line (``summary``: the
+    aggregate.json of :mod:`lfwcnn.aggregate`, its intervals already clipped to [0, 1])."""
     if not seeds:
         raise LfwcnnError("no per-seed accuracies to draw")
     seeds = sorted(seeds, key=lambda row: row["accuracy"])
     n = len(seeds)
     height = 2.0 + 0.3 * (n + 1)
-    fig, ax = plt.subplots(figsize=(8, height))
-    level = f"{summary.get('confidence', 0.95):.0%}"
+    fig, ax = subplots(figsize=(8, height))
+    level = f"{summary['confidence']:.0%}"
+    points = [100 * summary["paper_accuracy"], 100 * summary["mean"]]  # what the axis shows
 
-    def span(low, high, y, **style):
-        ax.plot([100 * low, 100 * high], [y, y], **style)
+    def mark(values, y, *fmt, **style):
+        points.extend(100 * value for value in values)
+        ax.plot([100 * value for value in values], [y] * len(values), *fmt, **style)
 
     single = summary.get("prediction_interval")
     if single:
         ax.axvspan(100 * single["low"], 100 * single["high"], color="0.9",
                    zorder=0, label=f"{level} range of one further run")
-    points = [100 * summary["paper_accuracy"], 100 * summary["mean"]]
     for y, row in enumerate(seeds, start=1):
         low, high = row.get("ci_low"), row.get("ci_high")
         if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
-            span(low, high, y, color=TRAIN_COLOUR, lw=1.5)
-            points += [100 * low, 100 * high]
-        ax.plot(100 * row["accuracy"], y, "o", color=TRAIN_COLOUR, ms=6)
-        points.append(100 * row["accuracy"])
+            mark([low, high], y, color=TRAIN_COLOUR, lw=1.5)
+        mark([row["accuracy"]], y, "o", color=TRAIN_COLOUR, ms=6)
     interval = summary.get("interval")
     if interval:
-        span(interval["low"], interval["high"], 0, color="black", lw=3)
-        points += [100 * interval["low"], 100 * interval["high"]]
+        mark([interval["low"], interval["high"]], 0, color="black", lw=3)
     mean = summary["mean"]
     ax.plot(100 * mean, 0, "D", color="black", ms=8,
             label=f"mean {mean:.2%}" + (f", {level} interval {interval['low']:.2%} to "
@@ -139,9 +116,8 @@ def plot_accuracy_distribution(seeds: Sequence[dict], summary: dict,
     pad = max(2.0, 0.08 * (hi - lo))
     ax.set_xlim(max(0.0, lo - pad), min(100.0, hi + pad) + 0.5)
     ax.set_yticks(range(n + 1), ["mean"] + [f"seed {row['seed']}" for row in seeds])
-    ax.set_ylim(-0.7, n + 0.7)
-    ax.set_xlabel(f"test accuracy (%); bars: {level} intervals")
-    verdict = summary.get("verdict", "undefined")
+    ax.set(ylim=(-0.7, n + 0.7), xlabel=f"test accuracy (%); bars: {level} intervals")
+    verdict = summary["verdict"]
     ax.set_title(f"Test accuracy over {n} seed{'s' * (n > 1)}: the paper's value lies "
                  f"{verdict} the interval" if verdict != "undefined"
                  else f"Test accuracy over {n} seed{'s' * (n > 1)}: no interval")
@@ -151,23 +127,19 @@ def plot_accuracy_distribution(seeds: Sequence[dict], summary: dict,
     save_figure(fig, path)
 
 
-# ----------------------------------------------------------------------------- confusion
-
-
 def plot_confusion(confusion: pd.DataFrame, title: str, path: str | os.PathLike) -> None:
     """Counts, coloured by share of the true class, so small classes read as well as big ones."""
     counts = confusion.to_numpy()
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     n = len(counts)
     side = max(5.0, 0.32 * n + 2.5)
-    fig, ax = plt.subplots(figsize=(side, side))
+    fig, ax = subplots(figsize=(side, side))
     ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
     names = [name.replace("_", " ") for name in confusion.columns]
     # parse_math off: a name such as "Ke$ha" is text, not the start of a formula
     ax.set_xticks(range(n), names, rotation=90, fontsize=7, parse_math=False)
     ax.set_yticks(range(n), names, fontsize=7, parse_math=False)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set(xlabel="predicted", ylabel="true")
     ax.set_title(title, parse_math=False)
     for (i, j), count in np.ndenumerate(counts):
         if count:
@@ -178,15 +150,9 @@ def plot_confusion(confusion: pd.DataFrame, title: str, path: str | os.PathLike)
 
 
 
-# ----------------------------------------------------------------------------- Figs. 6-12
-
-
 def normalize_channels(maps: np.ndarray) -> np.ndarray:
-    """Scale each channel of (H, W, C) to [0, 1] by its own range; a flat channel becomes 0.
-
-    Per-channel scaling, as the paper's grids, shows each filter's pattern however weak; a
-    blank map (all zero) stays uniformly dark, which is how the paper's blank maps look.
-    """
+    """Scale each channel of (H, W, C) to [0, 1] by its own range, as the paper's grids (a
+    weak filter's pattern shows); a flat channel becomes 0, so a blank map stays dark."""
     maps = np.asarray(maps, dtype=np.float64)
     low = maps.min(axis=(0, 1), keepdims=True)
     span = maps.max(axis=(0, 1), keepdims=True) - low
@@ -194,16 +160,11 @@ def normalize_channels(maps: np.ndarray) -> np.ndarray:
 
 
 def channel_mosaic(maps: np.ndarray, per_row: int = TILES_PER_ROW, gap: int = 1):
-    """Tile the C channels of (H, W, C) into a grid: one tile per channel, row-major.
-
-    Returns ``(mosaic, rows, cols)``; ``mosaic`` holds each normalised channel at its tile
-    and NaN in the gaps between tiles and in the unused tiles of the last row.
-    """
+    """``(mosaic, rows, cols)``: the C channels of (H, W, C), normalised, one tile each in
+    row-major order; NaN in the gaps between tiles and in the unused tiles of the last row."""
     if maps.ndim != 3:
         raise LfwcnnError(f"a layer's activations must be (height, width, channels), got "
                           f"{maps.shape}")
-    if per_row < 1:
-        raise LfwcnnError(f"tiles per row must be at least 1, got {per_row}")
     height, width, channels = maps.shape
     cols = min(per_row, channels)
     rows = math.ceil(channels / cols)
@@ -217,27 +178,20 @@ def channel_mosaic(maps: np.ndarray, per_row: int = TILES_PER_ROW, gap: int = 1)
     return mosaic, rows, cols
 
 
-def blank_maps(maps: np.ndarray) -> int:
-    return int((maps == 0).all(axis=(0, 1)).sum())
-
-
 def plot_layer_grid(maps: np.ndarray, layer: str, path: str | os.PathLike, *,
-                    figure: str | None = None, per_row: int = TILES_PER_ROW) -> dict:
+                    figure: str | None = None) -> dict:
     """Figs. 7-12: every channel of one layer as a 2D image, titled with name and shape."""
-    mosaic, rows, cols = channel_mosaic(maps, per_row)
+    mosaic, rows, cols = channel_mosaic(maps)
     height, width, channels = maps.shape
-    blank = blank_maps(maps)
-    inches_per_pixel = 11.0 / mosaic.shape[1]
-    fig_height = max(1.6, mosaic.shape[0] * inches_per_pixel + 0.7)
-    fig, ax = plt.subplots(figsize=(11.0, fig_height))
+    blank = int((maps == 0).all(axis=(0, 1)).sum())
+    fig_height = max(1.6, mosaic.shape[0] * (11.0 / mosaic.shape[1]) + 0.7)
+    fig, ax = subplots(figsize=(11.0, fig_height))
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")  # gaps between tiles
     ax.imshow(np.ma.masked_invalid(mosaic), cmap=cmap, vmin=0, vmax=1,
               interpolation="nearest", aspect="equal")
     ax.set_axis_off()
-    title = f"{layer}: {height} x {width} x {channels} ({channels} maps, {blank} blank)"
-    if figure:
-        title = f"{title} - as the paper's {figure}"
-    ax.set_title(title, fontsize=10)
+    ax.set_title(f"{layer}: {height} x {width} x {channels} ({channels} maps, {blank} blank)"
+                 + (f" - as the paper's {figure}" if figure else ""), fontsize=10)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=1 - 0.45 / fig_height)
     save_figure(fig, path)
     return {"layer": layer, "file": Path(path).name, "shape": [height, width, channels],
@@ -246,7 +200,7 @@ def plot_layer_grid(maps: np.ndarray, layer: str, path: str | os.PathLike, *,
 
 def plot_input_image(image: np.ndarray, title: str, path: str | os.PathLike) -> None:
     """Fig. 6: the test image the activations are drawn for, at its 64x64 resolution."""
-    fig, ax = plt.subplots(figsize=(3.2, 3.6))
+    fig, ax = subplots(figsize=(3.2, 3.6))
     ax.imshow(image, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title, fontsize=8, parse_math=False)  # names may hold "$"
@@ -261,7 +215,7 @@ def plot_sparsity(layers: Sequence[str], zero_share: np.ndarray, blank_share: np
     if zero_share.shape != blank_share.shape or zero_share.shape[1:] != (len(layers),):
         raise LfwcnnError(f"sparsity arrays {zero_share.shape} and {blank_share.shape} do not "
                           f"match {len(layers)} layers")
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = subplots(1, 2, figsize=(11, 4))
     positions = np.arange(1, len(layers) + 1)
     panels = ((zero_share, "zero activations (% of all values)"),
               (blank_share, "blank feature maps (% of maps)"))
@@ -274,8 +228,7 @@ def plot_sparsity(layers: Sequence[str], zero_share: np.ndarray, blank_share: np
             ax.plot(positions, 100 * values[image_position], "x", color=PAPER_COLOUR, ms=8,
                     label="the drawn test image")
         ax.set_xticks(positions, list(layers))
-        ax.set_ylabel("%")
-        ax.set_ylim(-3, 103)
+        ax.set(ylabel="%", ylim=(-3, 103))
         ax.set_title(label, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8, loc="upper left")
@@ -285,13 +238,10 @@ def plot_sparsity(layers: Sequence[str], zero_share: np.ndarray, blank_share: np
     save_figure(fig, path)
 
 
-# ----------------------------------------------------------------------------- sweep
-
-
 def plot_runs(summary: dict, path: str | os.PathLike) -> None:
     """Every seed's accuracy per run, each run's mean and interval, the paper's value marked."""
     runs = summary["runs"]
-    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.55 * len(runs)))
+    fig, ax = subplots(figsize=(7.5, 1.2 + 0.55 * len(runs)))
     for y, entry in enumerate(reversed(runs)):
         values = [100 * a for a in entry["accuracies"]]
         ax.plot(values, [y] * len(values), "o", color=TRAIN_COLOUR, alpha=0.8, ms=6, zorder=3)
@@ -307,10 +257,8 @@ def plot_runs(summary: dict, path: str | os.PathLike) -> None:
     shown = [v for e in runs for v in (*e["accuracies"], e["ci_low"], e["ci_high"], paper)
              if v is not None]
     ax.set_xlim(max(0.0, 100 * min(shown) - 3), min(100.0, 100 * max(shown) + 3))
-    ax.set_yticks(range(len(runs)))
-    ax.set_yticklabels([labelled(e["run"], e["caveat"]) for e in reversed(runs)])
-    ax.set_ylim(-0.7, len(runs) - 0.2)
-    ax.set_xlabel("test accuracy (%)")
+    ax.set_yticks(range(len(runs)), [labelled(e["run"], e["caveat"]) for e in reversed(runs)])
+    ax.set(ylim=(-0.7, len(runs) - 0.2), xlabel="test accuracy (%)")
     ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Test accuracy per run: seeds (dots), mean (diamond) and its interval (bar)",
                  fontsize=10)

@@ -60,12 +60,12 @@ REPORT_INPUTS = {
     "activation_input": f"{ACTIVATIONS_DIR}/figures/input.png",
     "activation_sparsity": f"{ACTIVATIONS_DIR}/figures/sparsity.png",
     "activation_grids": [f"{ACTIVATIONS_DIR}/figures/{layer}.png" for layer in FEATURE_LAYERS],
-    # timings the report tables (it reads every file below params.benchmarks; declared so
-    # the report follows them and DVC sees them too)
+    # the benchmark files whose run times the report tables
     "timings": [
         f"results/benchmarks/activations/{REPORT_RUN}/seed{ACTIVATION_SEED}_{step}.tsv"
         for step in ("export", "draw")
-    ],
+    ]
+    + [f"results/benchmarks/report/{REPORT_RUN}_figures.tsv"],
     **BACKPROP,
     **REPORT_SWEEP,
 }
@@ -162,9 +162,9 @@ rule write_report:
         "../envs/lfwcnn.yaml"
     params:
         # the whole configuration of the run the report describes (the first, with a sweep),
-        # shown as YAML; the step finds the checkout from its own package
+        # shown as YAML, and its split section; the step finds the checkout from its package
         run_config=step_json(FIRST_RUN.config),
+        split=step_json(FIRST_RUN.config["split"]),
         report=config_section("report"),
-        benchmarks=step_json("results/benchmarks"),
     script:
         "../scripts/step.py"
