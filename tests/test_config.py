@@ -32,7 +32,7 @@ def test_defaults_are_the_papers_protocol():
     assert config["split"]["test_fraction"] == 0.25
     assert config["train"] == {
         "optimizer": "adam", "learning_rate": 0.001, "epochs": 100, "batch_size": 128,
-        "device": "auto",
+        "device": "auto", "precision": "float32", "jit": False,
     }
 
 

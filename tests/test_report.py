@@ -265,6 +265,9 @@ def test_protocol_departures_are_empty_for_the_shipped_config():
     assert protocol_departures(config) == []
     config["train"]["epochs"] = 3
     assert protocol_departures(config) == [{"key": "train.epochs", "paper": 100, "ours": 3}]
+    config["train"].update(epochs=100, precision="mixed_bfloat16", jit=True)  # jit: numerics only
+    assert protocol_departures(config) == [
+        {"key": "train.precision", "paper": "float32", "ours": "mixed_bfloat16"}]
 
 
 def test_every_caption_renders_its_config_values():
@@ -312,7 +315,7 @@ def test_pipeline_through_snakemake_writes_a_self_contained_report(tmp_path_fact
                                           for s in page.images)
     text = path.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
-    assert "This run departs from the paper's protocol" in text and "train.epochs" in text
+    assert "Not the paper's protocol." in text and "train.epochs 3 instead of 100" in text
     assert "Approximate data" not in text
     for name in LAYERS:
         assert (act / f"{name}.npz").is_file() and (act / "figures" / f"{name}.png").is_file()

@@ -22,6 +22,7 @@ PAPER_PROTOCOL = {
     "model.filters": [32, 64, 128], "model.kernel_size": 3, "model.pool_size": 2,
     "model.dense_units": [128, 256], "model.dropout_rate": 0.5, "train.optimizer": "adam",
     "train.learning_rate": 0.001, "train.epochs": 100, "train.batch_size": 128,
+    "train.precision": "float32", "model.activation": "relu",
 }
 _FILTERS = PAPER_PROTOCOL["model.filters"]
 # What the paper reports (section 3 and Figs. 5-12), and the counts its protocol gives on LFW.

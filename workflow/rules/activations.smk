@@ -18,8 +18,8 @@ localrules:
 rule export_activations:
     input:
         model="results/models/{run}/seed{seed}/model.keras",
-        dataset=run_dataset_file,
-        split=run_split,
+        dataset=of_run(rules.prepare_dataset.output.npz),
+        split=of_run(rules.split_dataset.output.split_csv),
     output:
         # one file per layer, named after it (the step reads the layer from the name)
         layers=expand("results/activations/{{run}}/seed{{seed}}/{layer}.npz", layer=FEATURE_LAYERS),

@@ -34,6 +34,8 @@ DATASETS = SWEEP.datasets
 SOURCES = SWEEP.sources
 # the report describes one run in full (the first combination) and compares all of them
 FIRST_RUN = SWEEP.first
+REPORT_RUN = FIRST_RUN.name
+REPORT_DATASET = FIRST_RUN.dataset
 
 
 def _one_of(names):
@@ -47,21 +49,6 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-# ----------------------------------------------------------------------------- lookups
-
-
-def run_config(wildcards):
-    return RUNS[wildcards.run].config
-
-
-def dataset_config(wildcards):
-    return DATASETS[wildcards.dataset].config
-
-
-def source_config(wildcards):
-    return SOURCES[wildcards.source].config
-
-
 def job_config(wildcards):
     """The config a job works on: its run's, its dataset's, its source's, or the whole."""
     if "run" in wildcards.keys():
@@ -69,7 +56,7 @@ def job_config(wildcards):
     if "dataset" in wildcards.keys():
         return DATASETS[wildcards.dataset].config
     if "source" in wildcards.keys():
-        return {"data": source_config(wildcards)}
+        return {"data": SOURCES[wildcards.source].config}
     return config
 
 
@@ -85,36 +72,33 @@ def config_section(name, without=()):
     return section
 
 
-# ----------------------------------------------------------------------------- sources
-
-
 def source_archive(wildcards):
     """Input of obtain_lfw: the downloaded archive, a local archive, or nothing (a folder)."""
     kind = SOURCE_KIND[wildcards.source]
     if kind == "url":
-        return f"data/downloads/{wildcards.source}.tgz"
-    if kind == "archive":
-        return source_config(wildcards)["source"]
-    return []
+        return expand(rules.download_lfw.output.archive, source=wildcards.source)
+    return SOURCES[wildcards.source].config["source"] if kind == "archive" else []
 
 
-# ----------------------------------------------------------------------------- datasets
+def of_dataset(output):
+    """Input function: obtain_lfw's ``output`` for the images the job's dataset is made of."""
+    return lambda wildcards: expand(output, source=DATASETS[wildcards.dataset].source)
 
 
-def dataset_raw(wildcards):
-    return f"data/raw/{DATASETS[wildcards.dataset].source}"
+def of_run(output):
+    """Input function: ``output`` of the data stage for the job's run: its dataset, its
+    source, and the split its seed uses (its own, unless split.seed pins one)."""
 
+    def files(wildcards):
+        run = RUNS[wildcards.run]
+        split = {"seed": run_split_seed(wildcards)} if "seed" in wildcards.keys() else {}
+        return expand(output, dataset=run.dataset, source=run.source, **split)
 
-def dataset_images(wildcards):
-    return f"{dataset_raw(wildcards)}/images"
-
-
-def dataset_record(wildcards):
-    return f"{dataset_raw(wildcards)}/source.json"
+    return files
 
 
 def prepare_workers(wildcards):
-    return dataset_config(wildcards)["data"]["workers"]
+    return DATASETS[wildcards.dataset].config["data"]["workers"]
 
 
 def dataset_split_seeds(name):
@@ -123,25 +107,31 @@ def dataset_split_seeds(name):
     return list(dict.fromkeys(plan_split_seed(split, seed) for seed in config["seeds"]))
 
 
-# ----------------------------------------------------------------------------- runs
-
-
-def run_dataset_file(wildcards):
-    return f"data/prepared/{RUNS[wildcards.run].dataset}/dataset.npz"
-
-
-def run_source_record(wildcards):
-    """The source.json of the images a run was trained and tested on."""
-    return f"data/raw/{RUNS[wildcards.run].source}/source.json"
-
-
 def run_split_seed(wildcards):
-    return plan_split_seed(run_config(wildcards)["split"], wildcards.seed)
+    return plan_split_seed(RUNS[wildcards.run].config["split"], wildcards.seed)
 
 
-def run_split(wildcards):
-    """The split file a run's training seed uses (its own, unless split.seed pins one)."""
-    return f"data/split/{RUNS[wildcards.run].dataset}/seed{run_split_seed(wildcards)}.csv"
+def of_report_run(files, seed=config["seeds"]):
+    """Files of the reported run (its dataset and source too), for every seed or ``seed``."""
+    wildcards = dict(run=REPORT_RUN, dataset=REPORT_DATASET, source=FIRST_RUN.source)
+    return expand(files, seed=seed, **wildcards)
+
+
+def of_each_seed(files):
+    return expand(files, seed=config["seeds"], allow_missing=True)
+
+
+def optional_report_inputs():
+    """The backprop check when the workflow has it (the report says "not run" otherwise), and
+    the sweep's summary when there is a sweep."""
+    inputs = {}
+    if rules.has("verify_backprop"):
+        inputs["backprop_json"] = rules.verify_backprop.output.check_json
+        inputs["backprop_html"] = rules.verify_backprop.output.fig4_html
+    if SWEEP.is_sweep:
+        inputs["sweep_summary"] = rules.summarize_sweep.output.summary
+        inputs["sweep_figure"] = rules.summarize_sweep.output.figure
+    return inputs
 
 
 def run_backup(wildcards):
@@ -150,22 +140,16 @@ def run_backup(wildcards):
 
 
 def train_gpus(wildcards):
-    return 0 if run_config(wildcards)["train"]["device"] == "cpu" else 1
-
-
-def run_seed_files(run, pattern):
-    return expand(pattern, run=run, seed=config["seeds"])
-
-
-# ----------------------------------------------------------------------------- targets
+    return 0 if RUNS[wildcards.run].config["train"]["device"] == "cpu" else 1
 
 
 def all_outputs():
-    outputs = ["results/backprop/check.json", "results/report/index.html"]
+    """Everything a plain `snakemake` builds (the rule files are all included by then)."""
+    outputs = [rules.verify_backprop.output, rules.write_report.output]
     for name in DATASETS:
-        outputs.append(f"data/prepared/{name}/dataset.npz")
-        outputs += [f"data/split/{name}/seed{s}.csv" for s in dataset_split_seeds(name)]
-    outputs += [f"results/eval/{name}/aggregate.json" for name in RUNS]
-    if SWEEP.is_sweep:
-        outputs.append("results/sweep/summary.csv")
-    return sorted(set(outputs))
+        outputs += expand(rules.prepare_dataset.output.npz, dataset=name)
+        seeds = dataset_split_seeds(name)
+        outputs += expand(rules.split_dataset.output.split_csv, dataset=name, seed=seeds)
+    outputs += expand(rules.aggregate_seeds.output.summary, run=list(RUNS))
+    outputs += [rules.summarize_sweep.output.table] if SWEEP.is_sweep else []
+    return outputs

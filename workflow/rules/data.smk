@@ -43,8 +43,8 @@ rule obtain_lfw:
 
 rule prepare_dataset:
     input:
-        images=dataset_images,
-        record=dataset_record,
+        images=of_dataset(rules.obtain_lfw.output.images),
+        record=of_dataset(rules.obtain_lfw.output.record),
     output:
         npz="data/prepared/{dataset}/dataset.npz",
         manifest=report(

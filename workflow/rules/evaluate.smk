@@ -7,8 +7,8 @@ localrules:
 
 rule evaluate_model:
     input:
-        dataset=run_dataset_file,
-        split_csv=run_split,
+        dataset=of_run(rules.prepare_dataset.output.npz),
+        split_csv=of_run(rules.split_dataset.output.split_csv),
         model_file="results/models/{run}/seed{seed}/model.keras",
         info="results/models/{run}/seed{seed}/train.json",
     output:
@@ -54,7 +54,7 @@ rule evaluate_model:
 rule aggregate_seeds:
     input:
         metrics=expand("results/eval/{{run}}/seed{seed}/metrics.json", seed=config["seeds"]),
-        source=run_source_record,
+        source=of_run(rules.obtain_lfw.output.record),
     output:
         summary=report(
             "results/eval/{run}/aggregate.json",

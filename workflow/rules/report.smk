@@ -3,74 +3,8 @@
 
 
 # The report describes the first run (the only one without a sweep) in full; with a sweep it
-# adds a table and a plot comparing every run (results/sweep/, rule summarize_sweep).
-REPORT_RUN = FIRST_RUN.name
-REPORT_DATASET = FIRST_RUN.dataset
-SEED_FILES = {
-    name: run_seed_files(REPORT_RUN, pattern)
-    for name, pattern in {
-        "histories": "results/models/{run}/seed{seed}/history.csv",
-        "train_infos": "results/models/{run}/seed{seed}/train.json",
-        "metrics": "results/eval/{run}/seed{seed}/metrics.json",
-        "confusions": "results/eval/{run}/seed{seed}/confusion.csv",
-    }.items()
-}
-ACTIVATIONS_DIR = f"results/activations/{REPORT_RUN}/seed{ACTIVATION_SEED}"
-# the backprop stage, when the workflow has it; the report says "not run" otherwise
-BACKPROP = (
-    {"backprop_json": "results/backprop/check.json", "backprop_html": "results/backprop/fig4.html"}
-    if rules.has("verify_backprop")
-    else {}
-)
-SWEEP_FILES = {
-    "summary_csv": "results/sweep/summary.csv",
-    "summary_json": "results/sweep/summary.json",
-    "figure": "results/sweep/accuracy.png",
-}
-REPORT_SWEEP = (
-    {"sweep_summary": SWEEP_FILES["summary_json"], "sweep_figure": SWEEP_FILES["figure"]}
-    if SWEEP.is_sweep
-    else {}
-)
-FIGURES_DIR = f"results/figures/{REPORT_RUN}"
-REPORT_INPUTS = {
-    "summary": f"data/prepared/{REPORT_DATASET}/summary.json",
-    "source": f"data/raw/{FIRST_RUN.source}/source.json",
-    "manifest": f"data/prepared/{REPORT_DATASET}/manifest.csv",
-    "dataset": f"data/prepared/{REPORT_DATASET}/dataset.npz",
-    # one per distinct split, the first seed's (the one the activations use) first
-    "splits": [
-        f"data/split/{REPORT_DATASET}/seed{s}.csv" for s in dataset_split_seeds(REPORT_DATASET)
-    ],
-    "histories": SEED_FILES["histories"],
-    "train_infos": SEED_FILES["train_infos"],
-    "metrics": SEED_FILES["metrics"],
-    "aggregate": f"results/eval/{REPORT_RUN}/aggregate.json",
-    "accuracy_by_seed": f"results/eval/{REPORT_RUN}/accuracy_by_seed.csv",
-    # rule draw_training's outputs
-    "curves_figure": f"{FIGURES_DIR}/curves.png",
-    "accuracy_figure": f"{FIGURES_DIR}/accuracy.png",
-    "confusion_figure": f"{FIGURES_DIR}/confusion.png",
-    "confusion_table": f"{FIGURES_DIR}/confusion.csv",
-    "per_class": f"{FIGURES_DIR}/per_class.csv",
-    # rules export_activations and draw_activations' outputs
-    "activation_summary": f"{ACTIVATIONS_DIR}/sparsity.json",
-    "activation_record": f"{ACTIVATIONS_DIR}/image.json",
-    "activation_manifest": f"{ACTIVATIONS_DIR}/figures/grids.json",
-    "activation_input": f"{ACTIVATIONS_DIR}/figures/input.png",
-    "activation_sparsity": f"{ACTIVATIONS_DIR}/figures/sparsity.png",
-    "activation_grids": [f"{ACTIVATIONS_DIR}/figures/{layer}.png" for layer in FEATURE_LAYERS],
-    # the benchmark files whose run times the report tables
-    "timings": [
-        f"results/benchmarks/activations/{REPORT_RUN}/seed{ACTIVATION_SEED}_{step}.tsv"
-        for step in ("export", "draw")
-    ]
-    + [f"results/benchmarks/report/{REPORT_RUN}_figures.tsv"],
-    **BACKPROP,
-    **REPORT_SWEEP,
-}
-
-
+# adds a table and a plot comparing every run (results/sweep/, rule summarize_sweep). Its
+# inputs name the outputs of the rules that make them (of_report_run), so each file is named once.
 localrules:
     draw_training,
     summarize_sweep,
@@ -79,10 +13,10 @@ localrules:
 
 rule draw_training:
     input:
-        histories=SEED_FILES["histories"],
-        metrics=SEED_FILES["metrics"],
-        confusions=SEED_FILES["confusions"],
-        aggregate="results/eval/{run}/aggregate.json",
+        histories=of_each_seed(rules.train_model.output.history),
+        metrics=of_each_seed(rules.evaluate_model.output.metrics),
+        confusions=of_each_seed(rules.evaluate_model.output.confusion),
+        aggregate=rules.aggregate_seeds.output.summary,
     output:
         curves=report(
             "results/figures/{run}/curves.png",
@@ -121,17 +55,17 @@ rule draw_training:
 
 rule summarize_sweep:
     input:
-        aggregates=[f"results/eval/{name}/aggregate.json" for name in RUNS],
+        aggregates=expand(rules.aggregate_seeds.output.summary, run=list(RUNS)),
     output:
         table=report(
-            SWEEP_FILES["summary_csv"],
+            "results/sweep/summary.csv",
             caption="../report/sweep_summary.rst",
             category="Sweep",
             labels={"table": "every run of the sweep"},
         ),
-        summary=SWEEP_FILES["summary_json"],
+        summary="results/sweep/summary.json",
         figure=report(
-            SWEEP_FILES["figure"],
+            "results/sweep/accuracy.png",
             caption="../report/sweep_accuracy.rst",
             category="Sweep",
             labels={"figure": "accuracy per run"},
@@ -148,7 +82,40 @@ rule summarize_sweep:
 
 rule write_report:
     input:
-        **REPORT_INPUTS,
+        **optional_report_inputs(),
+        summary=of_report_run(rules.prepare_dataset.output.summary),
+        source=of_report_run(rules.obtain_lfw.output.record),
+        manifest=of_report_run(rules.prepare_dataset.output.manifest),
+        dataset=of_report_run(rules.prepare_dataset.output.npz),
+        # one per distinct split, the first seed's (the one the activations use) first
+        splits=of_report_run(
+            rules.split_dataset.output.split_csv, seed=dataset_split_seeds(REPORT_DATASET)
+        ),
+        histories=of_report_run(rules.train_model.output.history),
+        train_infos=of_report_run(rules.train_model.output.info),
+        metrics=of_report_run(rules.evaluate_model.output.metrics),
+        aggregate=of_report_run(rules.aggregate_seeds.output.summary),
+        accuracy_by_seed=of_report_run(rules.aggregate_seeds.output.by_seed),
+        curves_figure=of_report_run(rules.draw_training.output.curves),
+        accuracy_figure=of_report_run(rules.draw_training.output.accuracy),
+        confusion_figure=of_report_run(rules.draw_training.output.confusion),
+        confusion_table=of_report_run(rules.draw_training.output.confusion_table),
+        per_class=of_report_run(rules.draw_training.output.per_class),
+        activation_summary=of_report_run(rules.export_activations.output.summary, ACTIVATION_SEED),
+        activation_record=of_report_run(rules.export_activations.output.record, ACTIVATION_SEED),
+        activation_manifest=of_report_run(rules.draw_activations.output.manifest, ACTIVATION_SEED),
+        activation_input=of_report_run(rules.draw_activations.output.input_figure, ACTIVATION_SEED),
+        activation_sparsity=of_report_run(rules.draw_activations.output.sparsity, ACTIVATION_SEED),
+        activation_grids=of_report_run(rules.draw_activations.output.grids, ACTIVATION_SEED),
+        # the run times the report tables
+        timings=of_report_run(
+            [
+                rules.export_activations.benchmark,
+                rules.draw_activations.benchmark,
+                rules.draw_training.benchmark,
+            ],
+            ACTIVATION_SEED,
+        ),
     output:
         html=report(
             "results/report/index.html",

@@ -1,7 +1,8 @@
 # One target rule per stage of dvc.yaml, which `python -m lfwcnn.dvc_stages > dvc.yaml`
 # writes from these rules (docs/dvc.md): each DVC stage runs `snakemake dvc_<stage>`, so
 # Snakemake's DAG stays the only one. params.dvc: the config keys the stage's jobs read.
-# Pure targets: inputs only, no command, no log. Included last, as it names the other rules.
+# Pure targets: inputs only, no command, no log (so never submitted to a cluster). Included
+# last, as it names the other rules.
 from snakemake.persistence.file import FilePersistence
 from snakemake.settings.enums import PersistenceBackend
 
@@ -29,17 +30,6 @@ if workflow.is_main_process:
                 logger.info(line)
             for note in DVC_SYNC["notes"]:
                 logger.warning(note)
-
-
-localrules:
-    dvc_source,
-    dvc_prepare,
-    dvc_split,
-    dvc_backprop,
-    dvc_train,
-    dvc_evaluate,
-    dvc_activations,
-    dvc_report,
 
 
 rule dvc_source:

@@ -11,8 +11,8 @@
 
 rule train_model:
     input:
-        dataset=run_dataset_file,
-        split_csv=run_split,
+        dataset=of_run(rules.prepare_dataset.output.npz),
+        split_csv=of_run(rules.split_dataset.output.split_csv),
     output:
         model_file="results/models/{run}/seed{seed}/model.keras",
         history=report(
