@@ -151,16 +151,20 @@ def test_a_training_killed_half_way_shows_its_epoch_and_the_time_left(trained, c
     assert line.endswith(" ago")
 
 
-def test_a_planned_training_without_files_is_not_started(trained, capsys):
-    results, config, _ = trained
+def test_a_planned_training_without_files_is_not_started(trained, capsys, tmp_path):
+    results, config = shutil.copytree(trained[0], tmp_path / "results"), trained[1]
+    # a training the config does not plan, whose step has claimed its backup folder
+    (results / "models" / RUN / "seed7" / "backup").mkdir(parents=True)
     rows = progress(capsys, results, config, "--json")
-    assert [(row["run"], row["seed"]) for row in rows] == [(RUN, 0), (RUN, 1), (RUN, 2)]
+    assert [(row["run"], row["seed"]) for row in rows] == [(RUN, 0), (RUN, 1), (RUN, 2), (RUN, 7)]
+    assert (rows[3]["state"], rows[3]["epoch"], rows[3]["epochs"]) == ("no epoch yet", 0, None)
     assert by_seed(rows)[2] == {
         "run": RUN, "seed": 2, "state": "not started", "epoch": 0, "epochs": EPOCHS,
         "test_accuracy": None, "seconds": None, "seconds_left": None, "last_epoch_age": None}
     lines = progress(capsys, results, config)
     assert lines[0].split()[:4] == ["run", "seed", "state", "epoch"]
     assert lines[3].split() == [RUN, "2", "not", "started", f"0/{EPOCHS}"]
+    assert lines[4].split() == [RUN, "7", "no", "epoch", "yet", "0/?"]
 
 
 @pytest.mark.parametrize(("age", "state"), [(5, "running?"), (3600, "stopped?")])

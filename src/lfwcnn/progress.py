@@ -64,42 +64,39 @@ def training(folder: Path, epochs: int | None, now: float) -> dict:
     backup = folder / "backup"
     try:
         latest = _latest(backup)
-    except LfwcnnError:
-        return {**row, "state": "unreadable backup"}
+        if latest is None and (folder / "train.json").is_file():
+            history = read_history_csv(folder / "history.csv")
+            row.update(state="finished", epochs=len(history))
+    except (LfwcnnError, OSError, ValueError, KeyError):
+        return {**row, "state": "unreadable"}
     if latest is not None:
         _, state, history = latest
-        age = now - (backup / LATEST).stat().st_mtime
-        seconds = sum(r["seconds"] for r in history)
-        row.update(state=writer_state(state, age, seconds / max(len(history), 1)),
-                   epochs=state.get("epochs", epochs), last_epoch_age=round(age, 1))
-    elif (folder / "train.json").is_file():
-        history = read_history_csv(folder / "history.csv")
-        info = json.loads((folder / "train.json").read_text(encoding="utf-8"))
-        row.update(state="finished", epochs=info["epochs"])
-    elif backup.is_dir():  # claimed by the step, first epoch not finished
-        return {**row, "state": "no epoch yet"}
-    else:
-        return row
-    if history:
-        row.update(epoch=len(history), test_accuracy=history[-1]["test_accuracy"],
-                   seconds=round(sum(r["seconds"] for r in history), 1))
-    if row["epochs"] is not None and row["state"] != "finished":
-        left = time_left(history, row["epochs"])
-        if row["state"] == "running":  # the epoch under way started at the last snapshot
-            left = max(left - row["last_epoch_age"], 0.0)
-        row["seconds_left"] = round(left, 1)
+        row.update(epochs=state.get("epochs", epochs),
+                   last_epoch_age=round(now - (backup / LATEST).stat().st_mtime, 1))
+    elif row["state"] != "finished":
+        # a backup folder is claimed by the step before its first epoch
+        return {**row, "state": "no epoch yet"} if backup.is_dir() else row
+    seconds = sum(r["seconds"] for r in history)
+    row.update(epoch=len(history), test_accuracy=history[-1]["test_accuracy"] if history else None,
+               seconds=round(seconds, 1))
+    if latest is not None:
+        row["state"] = writer_state(state, row["last_epoch_age"], seconds / max(len(history), 1))
+        if row["epochs"] is not None:
+            left = time_left(history, row["epochs"])
+            if row["state"] == "running":  # the epoch under way began at the last snapshot
+                left = max(left - row["last_epoch_age"], 0.0)
+            row["seconds_left"] = round(left, 1)
     return row
 
 
-def trainings(results: Path, plan: dict[tuple[str, int], int] | None = None,
-              now: float | None = None) -> list[dict]:
+def trainings(results: Path, plan: dict[tuple[str, int], int] | None = None) -> list[dict]:
     """Every training under ``results/models`` and every one ``plan`` names, by run and seed."""
     if not results.is_dir():
         raise LfwcnnError(f"{results}: no such folder (give the results folder with --results)")
     plan = plan or {}
     found = {(run.name, int(m[1])): run / m[0] for run in sorted((results / "models").glob("*"))
              if run.is_dir() for seed in run.iterdir() if (m := SEED_FOLDER.fullmatch(seed.name))}
-    now = time.time() if now is None else now
+    now = time.time()
     return [{"run": run, "seed": seed,
              **training(found.get((run, seed), results / "models" / run / f"seed{seed}"),
                         plan.get((run, seed)), now)}
