@@ -131,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Print how far every training of a results folder is: run, seed, state, epoch of
     epochs, last test accuracy, training time so far and left, age of the last snapshot."""
     parser = _Parser(prog="python -m lfwcnn progress", description=main.__doc__)
-    parser.add_argument("--results", type=Path, default=Path("results"),
+    parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
                         help="the results folder (default: results)")
     parser.add_argument("--configfile", action="append", default=[], metavar="FILE",
                         help="the overlays the run was started with: its planned trainings "
