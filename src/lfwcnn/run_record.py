@@ -46,6 +46,24 @@ def timings(history: list[dict], initial_epoch: int, seconds: float, cpu_seconds
     }
 
 
+def time_left(history: list[dict], epochs: int) -> float:
+    """Seconds the epochs still to run should take at the mean pace of those in ``history``
+    (a resumed run's earlier epochs included: they are part of its history)."""
+    if not history:
+        return float("nan")
+    return float(np.mean([row["seconds"] for row in history])) * max(epochs - len(history), 0)
+
+
+def duration(seconds: float) -> str:
+    """``47 s``, ``5 min 43 s``, ``2 h 05 min``: read at a glance in a log or a table."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
 def software() -> dict:
     """The versions that decide the numbers, beside the device they ran on."""
     import keras

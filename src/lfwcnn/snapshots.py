@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import socket
 from pathlib import Path
 from typing import NamedTuple
 
@@ -49,22 +51,25 @@ def resume_fingerprint(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarra
             "train": {k: v for k, v in train.as_dict().items() if k not in RESUMABLE}}
 
 
-def save_snapshot(backup: BackupDir, model, epoch: int, history: list[dict], fingerprint: dict):
+def save_snapshot(backup: BackupDir, model, epoch: int, history: list[dict], fingerprint: dict,
+                  *, epochs: int) -> None:
     """Write one epoch's state into its own folder, then point ``latest`` at it, each atomically:
-    unlike Keras' BackupAndRestore, a kill never pairs one epoch's weights with another's number."""
+    unlike Keras' BackupAndRestore, a kill never pairs one epoch's weights with another's number.
+    ``epochs`` (the target), host and pid are for ``python -m lfwcnn progress``, not resuming."""
     name = f"epoch-{epoch:04d}"
     remove_snapshot(backup, name)  # written by a killed run that had not moved the pointer
     with atomic_dir(backup.path / name) as tmp:
         model.save_weights(tmp / "state.weights.h5")  # weights and optimizer state
         (tmp / "history.csv").write_text(history_csv(history), encoding="utf-8")
-        state = {"epoch": epoch, "fingerprint": fingerprint}
+        state = {"epoch": epoch, "epochs": epochs, "host": socket.gethostname(),
+                 "pid": os.getpid(), "fingerprint": fingerprint}
         (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
     write_text(backup.path / LATEST, name + "\n")
     prune_snapshots(backup, keep=name)
 
 
-def load_snapshot(backup_dir: Path, fingerprint: dict, epochs: int) -> Snapshot | None:
-    """The last snapshot, if it was made by this very run (same data, seed and settings)."""
+def read_latest(backup_dir: Path) -> tuple[Path, dict, list[dict]] | None:
+    """The folder, state and history of the snapshot ``latest`` names; None without one."""
     pointer = backup_dir / LATEST
     if not pointer.is_file():
         return None
@@ -73,10 +78,18 @@ def load_snapshot(backup_dir: Path, fingerprint: dict, epochs: int) -> Snapshot 
         if not SNAPSHOT.fullmatch(folder.name) or folder.parent != backup_dir:
             raise ValueError(f"{pointer} names no snapshot of this folder")
         state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-        history = read_history_csv(folder / "history.csv")
+        return folder, state, read_history_csv(folder / "history.csv")
     except (OSError, ValueError, KeyError) as err:
         raise LfwcnnError(f"backup {folder} is unreadable ({err}); delete {backup_dir} to start "
                           "over") from None
+
+
+def load_snapshot(backup_dir: Path, fingerprint: dict, epochs: int) -> Snapshot | None:
+    """The last snapshot, if it was made by this very run (same data, seed and settings)."""
+    latest = read_latest(backup_dir)
+    if latest is None:
+        return None
+    folder, state, history = latest
     if state.get("fingerprint") != fingerprint:
         log.warning("ignoring backup in %s: it was made with other data or settings", backup_dir)
         return None

@@ -48,6 +48,8 @@ STEPS = {
     "write_report": "lfwcnn.report",
     "verify_backprop": "lfwcnn.verify_backprop",
 }
+# commands that are no step (no rule runs them): they read what the steps wrote
+COMMANDS = {"progress": ("lfwcnn.progress", "how far every training of a results folder is")}
 
 
 def _is_section(hint: Any) -> bool:
@@ -196,12 +198,17 @@ class _Parser(argparse.ArgumentParser):
             "steps and the NAMEs they take (a rule's input, output, params, wildcards; "
             "[section]: from the config files):\n" + "\n".join(map(_usage, sorted(STEPS)))
             + f"\nconfig: {DEFAULT_CONFIG.relative_to(CHECKOUT)} with each --configfile "
-            "merged over it, checked by the schema")
+            "merged over it, checked by the schema\ncommands (python -m lfwcnn COMMAND --help):\n"
+            + "\n".join(f"  {name}: {what}" for name, (_, what) in COMMANDS.items()))
         return super().format_help()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run one step of the pipeline by hand, as its rule runs it."""
+    """Run one step of the pipeline by hand, as its rule runs it (or a command, e.g. progress)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in COMMANDS:
+        importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+        return
     parser = _Parser(prog="python -m lfwcnn", description=main.__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", nargs="?")

@@ -23,7 +23,7 @@ from lfwcnn.devices import claim_job_devices, select_device
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.model import build_model, check_model, scale_pixels
 from lfwcnn.ownership import check_backup_dir, check_outputs, claim_backup_dir, release_backup_dir
-from lfwcnn.run_record import history_csv, history_row, software, timings
+from lfwcnn.run_record import duration, history_csv, history_row, software, time_left, timings
 from lfwcnn.settings import Settings
 from lfwcnn.snapshots import resume, resume_fingerprint, save_snapshot
 
@@ -87,7 +87,8 @@ def train_seed(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, se
 
         def on_epoch_end(epoch, logs=None):
             history.append(history_row(epoch + 1, logs, time.perf_counter() - started["epoch"]))
-            save_snapshot(backup, network, epoch + 1, history, fingerprint)
+            save_snapshot(backup, network, epoch + 1, history, fingerprint, epochs=train.epochs)
+            log.info("seed %d %s", seed, epoch_line(history, train.epochs))
 
         start, start_cpu = time.perf_counter(), time.process_time()
         if initial_epoch < train.epochs:
@@ -96,7 +97,7 @@ def train_seed(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, se
                         shuffle=False,  # the batches are shuffled already, by (seed, epoch)
                         callbacks=[keras.callbacks.LambdaCallback(
                             on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end)],
-                        verbose=2)
+                        verbose=0)  # epoch_line() instead: a log line, flushed as it is written
         seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
 
     return Trained(network, history, {
@@ -105,6 +106,17 @@ def train_seed(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, se
         "params": network.count_params(), "train_images": len(train_idx),
         "test_images": len(test_idx), "classes": data.n_classes,
         "image_shape": list(data.images.shape[1:]), **software()})
+
+
+def epoch_line(history: list[dict], epochs: int) -> str:
+    """The last epoch of ``history`` in one line, with the time so far and the time left, so
+    that ``tail -f`` on the job's log shows how far a training is."""
+    row, left = history[-1], epochs - len(history)
+    elapsed = duration(sum(r["seconds"] for r in history))
+    estimate = f"about {duration(time_left(history, epochs))} left" if left else "done"
+    return (f"epoch {row['epoch']}/{epochs}: loss {row['loss']:.3f} acc {row['accuracy']:.3f} "
+            f"test_acc {row['test_accuracy']:.3f}, {row['seconds']:.1f} s "
+            f"(elapsed {elapsed}, {estimate})")
 
 
 def write_outputs(trained: Trained, *, model_file: Path, history: Path, info: Path) -> None:
