@@ -37,7 +37,7 @@ from lfwcnn.claims import (
 )
 from lfwcnn.cli import run
 from lfwcnn.config import check_config
-from lfwcnn.report import benchmark_rows, training_context
+from lfwcnn.report import benchmark_rows, numerics_groups, training_context
 
 LFW_SUMMARY = {"people": 34, "images": 2370}
 PIPELINE_PEOPLE = {"Alice_Doe": 12, "Bob_Roe": 10, "Carol_Poe": 8, "Dan_Moe": 3}
@@ -316,6 +316,8 @@ def test_pipeline_through_snakemake_writes_a_self_contained_report(tmp_path_fact
     text = path.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
     assert "Not the paper's protocol." in text and "train.epochs 3 instead of 100" in text
+    # what decides the exact numbers, beside the per-seed table and in the environment section
+    assert "Reproducing these numbers." in text and "oneDNN on" in text and "float32" in text
     assert "Approximate data" not in text
     for name in LAYERS:
         assert (act / f"{name}.npz").is_file() and (act / "figures" / f"{name}.png").is_file()
@@ -409,3 +411,15 @@ def test_report_times_only_the_benchmark_files_it_is_given(tmp_path):
     assert [(row["stage"], row["job"], row["seconds"], row["max_rss_mb"]) for row in rows] == [
         ("activations", "activations/run/seed0_export", 2.5, None),
         ("report", "report/run_figures", 1.0, None)]
+
+
+def test_seeds_are_grouped_by_what_decides_their_numbers():
+    avx2 = {"cpu": "A", "vector_extensions": ["avx2"], "onednn": True, "tensorflow": "2.21.0",
+            "tensorflow_build": "CPU only", "gpu_driver": None}
+    infos = [{"seed": 0, "numerics": avx2, "train": {"precision": "float32", "jit": False}},
+             {"seed": 1, "numerics": {**avx2, "cpu": "B"}, "train": {"precision": "float32"}},
+             {"seed": 2, "numerics": avx2, "train": {"precision": "float32", "jit": False}},
+             {"seed": 3}]  # a record from before numerics were recorded
+    groups = numerics_groups(infos)
+    assert [(g["cpu"], g["seeds"]) for g in groups] == [("A", [0, 2]), ("B", [1])]
+    assert groups[0]["precision"] == "float32" and groups[0]["gpu_name"] is None

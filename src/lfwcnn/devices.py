@@ -15,6 +15,7 @@ import fcntl
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -127,13 +128,49 @@ def claim_job_devices(gpus: int, env: MutableMapping[str, str] | None = None, *,
     return DeviceClaim(gpus, env[VISIBLE], "lock", _locks=list(locks.values()))
 
 
-def cpu_model() -> str:
-    """The CPU's model name, recorded beside the GPUs so CPU timings can be compared."""
+# The vector extensions that decide which kernels oneDNN and Eigen run, so how they round
+VECTOR_EXTENSIONS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16",
+                     "amx_bf16", "asimd", "sve")
+
+
+def _cpuinfo(*keys: str) -> str | None:
+    """The first value of one of ``keys`` in /proc/cpuinfo (None elsewhere)."""
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+            name, _, value = line.partition(":")
+            if name.strip().lower() in keys:
+                return value.strip()
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's model name, recorded beside the GPUs so CPU timings can be compared."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def numerics() -> dict:
+    """What decides how this machine rounds (the same seed elsewhere gives other weights):
+    CPU and its vector extensions, oneDNN on or off, TensorFlow's build, the GPU driver."""
+    import tensorflow as tf
+
+    flags = set((_cpuinfo("flags", "features") or "").split())
+    build = tf.sysconfig.get_build_info()
+    return {"cpu": cpu_model(), "vector_extensions": [f for f in VECTOR_EXTENSIONS if f in flags],
+            # TensorFlow's default on x86-64 Linux; TF_ENABLE_ONEDNN_OPTS=0 turns it off
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false"),
+            "tensorflow": tf.__version__,
+            "tensorflow_build": (f"CUDA {build.get('cuda_version')}, cuDNN "
+                                 f"{build.get('cudnn_version')}" if build.get("is_cuda_build")
+                                 else "CPU only"),
+            "gpu_driver": _nvidia_driver()}
+
+
+def _nvidia_driver() -> str | None:
+    """The NVIDIA kernel driver's version ("Kernel Module  550.54.15"), None without one."""
+    with contextlib.suppress(OSError):
+        found = re.search(r"Kernel Module\s+(\S+)", Path("/proc/driver/nvidia/version").read_text())
+        return found.group(1) if found else None
+    return None
 
 
 def select_device(device: str, threads: int) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import json
 import logging
 import os
 from collections import Counter
@@ -173,12 +174,25 @@ def environment_context(f: SimpleNamespace, config: Mapping, rows: list[dict],
     if seconds is not None and not any(row["stage"] == "activations" for row in benchmarks):
         times.append({"stage": "activations", "job": "export", "max_rss_mb": None,
                       "seconds": seconds, "source": "sparsity.json"})
-    return {"packages": package_versions(),
+    return {"packages": package_versions(), "numerics": numerics_groups(infos),
             "trained_with": [f"tensorflow {tf}, keras {k}" for tf, k in sorted(
                 {(i.get("tensorflow"), i.get("keras")) for i in infos if i.get("tensorflow")})],
             **machine(), "devices": dict(devices), "git": git_state(),
             "config_yaml": yaml.safe_dump(config, sort_keys=False) if config else "",
             "times": times + benchmarks, "backprop_versions": (check or {}).get("versions")}
+
+
+def numerics_groups(infos: list[dict]) -> list[dict]:
+    """The seeds that ran with the same numerics (CPU, its vector extensions, oneDNN, the
+    TensorFlow build, GPU and driver, precision, XLA): what decides their exact numbers."""
+    groups: dict[str, dict] = {}
+    for info in infos:
+        if info.get("numerics"):
+            setting = {**info["numerics"], "gpu_name": info.get("gpu_name"),
+                       **{k: (info.get("train") or {}).get(k) for k in ("precision", "jit")}}
+            group = groups.setdefault(json.dumps(setting, sort_keys=True), {**setting, "seeds": []})
+            group["seeds"].append(info.get("seed"))
+    return list(groups.values())
 
 
 def sweep_context(f: SimpleNamespace) -> dict | None:

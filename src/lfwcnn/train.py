@@ -19,7 +19,7 @@ import numpy as np
 from lfwcnn.atomic import atomic_path, write_text
 from lfwcnn.batches import epoch_randomness, shuffled_batches
 from lfwcnn.dataset import Dataset, load_dataset, load_split
-from lfwcnn.devices import claim_job_devices, select_device
+from lfwcnn.devices import claim_job_devices, numerics, select_device
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.model import build_model, check_model, scale_pixels
 from lfwcnn.ownership import check_backup_dir, check_outputs, claim_backup_dir, release_backup_dir
@@ -105,7 +105,7 @@ def train_seed(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, se
         "train": train.as_dict(), **timings(history, initial_epoch, seconds, cpu_seconds),
         "params": network.count_params(), "train_images": len(train_idx),
         "test_images": len(test_idx), "classes": data.n_classes,
-        "image_shape": list(data.images.shape[1:]), **software()})
+        "image_shape": list(data.images.shape[1:]), **software(), "numerics": numerics()})
 
 
 def epoch_line(history: list[dict], epochs: int) -> str:
