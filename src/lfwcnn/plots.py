@@ -149,7 +149,6 @@ def plot_confusion(confusion: pd.DataFrame, title: str, path: str | os.PathLike)
     save_figure(fig, path)
 
 
-
 def normalize_channels(maps: np.ndarray) -> np.ndarray:
     """Scale each channel of (H, W, C) to [0, 1] by its own range, as the paper's grids (a
     weak filter's pattern shows); a flat channel becomes 0, so a blank map stays dark."""
