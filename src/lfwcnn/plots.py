@@ -81,8 +81,6 @@ def plot_accuracy_distribution(seeds: Sequence[dict], summary: dict,
     ``ci_high``) with its binomial interval, the mean with its t-interval, the band where one
     further run should fall, and the paper's accuracy as a red line (``summary``: the
     aggregate.json of :mod:`lfwcnn.aggregate`, its intervals already clipped to [0, 1])."""
-    if not seeds:
-        raise LfwcnnError("no per-seed accuracies to draw")
     seeds = sorted(seeds, key=lambda row: row["accuracy"])
     n = len(seeds)
     height = 2.0 + 0.3 * (n + 1)
