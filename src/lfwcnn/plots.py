@@ -208,7 +208,6 @@ def plot_input_image(image: np.ndarray, title: str, path: str | os.PathLike) -> 
 def plot_sparsity(layers: Sequence[str], zero_share: np.ndarray, blank_share: np.ndarray,
                   path: str | os.PathLike, *, image_position: int | None = None) -> None:
     """Claim C4: per layer, the distribution over test images of both sparsity measures."""
-    zero_share, blank_share = np.asarray(zero_share), np.asarray(blank_share)
     if zero_share.shape != blank_share.shape or zero_share.shape[1:] != (len(layers),):
         raise LfwcnnError(f"sparsity arrays {zero_share.shape} and {blank_share.shape} do not "
                           f"match {len(layers)} layers")
