@@ -52,14 +52,9 @@ class Verdict:
     detail: str = ""
     checks: list[tuple[str, bool]] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        if self.status not in STATUS_TEXT:
-            raise ValueError(f"unknown verdict status {self.status!r}")
-
     @property
     def status_text(self) -> str:
         return STATUS_TEXT[self.status][0]
-
 
 
 def provenance(source: dict | None, summary: dict | None) -> dict:
@@ -96,7 +91,6 @@ def data_origin(source: dict | None) -> dict:
 def labelled(name: str, caveat: str | None) -> str:
     """``name`` with its data caveat, as tables and sentences show it: "x (approximation)"."""
     return f"{name} ({caveat})" if caveat else name
-
 
 
 def split_sizes(images: int, test_fraction: float) -> tuple[int, int]:

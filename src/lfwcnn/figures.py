@@ -15,10 +15,10 @@ import pandas as pd
 from lfwcnn import plots
 from lfwcnn.activations import layer_files
 from lfwcnn.atomic import write_text
+from lfwcnn.claims import PAPER
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.evaluate import per_class as class_scores
 from lfwcnn.loading import load_npz, read_history, read_json
-from lfwcnn.model import FEATURE_LAYER, POOL
 from lfwcnn.ownership import check_outputs, listed
 from lfwcnn.tables import read_confusion
 
@@ -34,19 +34,13 @@ def pooled_confusion(paths: Sequence[str | Path]) -> pd.DataFrame:
     for path, matrix in zip(paths[1:], matrices[1:], strict=True):
         if list(matrix.index) != list(first.index):
             raise LfwcnnError(f"{path}: other classes than {paths[0]}")
-    return pd.DataFrame(sum(matrix.to_numpy() for matrix in matrices),
-                        index=pd.Index(first.index, name="true"), columns=first.columns)
+    return sum(matrices[1:], first).rename_axis("true")
 
 
 def paper_figure_numbers(layers: Sequence[str]) -> dict[str, str]:
     """conv1 -> Fig. 7, pool1 -> Fig. 8, ... conv3 -> Fig. 11, pool3 -> Fig. 12."""
-    numbers = {}
-    for name in layers:
-        kind, block = FEATURE_LAYER.fullmatch(name).groups()
-        number = 7 + 2 * (int(block) - 1) + (kind == POOL)
-        if number <= 12:
-            numbers[name] = f"Fig. {number}"
-    return numbers
+    return {name: f"Fig. {number}" for number, name in enumerate(PAPER["layers"], start=7)
+            if name in layers}
 
 
 def draw_activations(

@@ -81,8 +81,6 @@ def plot_accuracy_distribution(seeds: Sequence[dict], summary: dict,
     ``ci_high``) with its binomial interval, the mean with its t-interval, the band where one
     further run should fall, and the paper's accuracy as a red line (``summary``: the
     aggregate.json of :mod:`lfwcnn.aggregate`, its intervals already clipped to [0, 1])."""
-    if not seeds:
-        raise LfwcnnError("no per-seed accuracies to draw")
     seeds = sorted(seeds, key=lambda row: row["accuracy"])
     n = len(seeds)
     height = 2.0 + 0.3 * (n + 1)
@@ -149,7 +147,6 @@ def plot_confusion(confusion: pd.DataFrame, title: str, path: str | os.PathLike)
     save_figure(fig, path)
 
 
-
 def normalize_channels(maps: np.ndarray) -> np.ndarray:
     """Scale each channel of (H, W, C) to [0, 1] by its own range, as the paper's grids (a
     weak filter's pattern shows); a flat channel becomes 0, so a blank map stays dark."""
@@ -211,7 +208,6 @@ def plot_input_image(image: np.ndarray, title: str, path: str | os.PathLike) -> 
 def plot_sparsity(layers: Sequence[str], zero_share: np.ndarray, blank_share: np.ndarray,
                   path: str | os.PathLike, *, image_position: int | None = None) -> None:
     """Claim C4: per layer, the distribution over test images of both sparsity measures."""
-    zero_share, blank_share = np.asarray(zero_share), np.asarray(blank_share)
     if zero_share.shape != blank_share.shape or zero_share.shape[1:] != (len(layers),):
         raise LfwcnnError(f"sparsity arrays {zero_share.shape} and {blank_share.shape} do not "
                           f"match {len(layers)} layers")
