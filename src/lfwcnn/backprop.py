@@ -12,12 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def _windows(x: np.ndarray, kh: int, kw: int, stride: int, what: str) -> np.ndarray:
+def _windows(x: np.ndarray, kh: int, kw: int, stride: int) -> np.ndarray:
     """The kh x kw windows of NHWC ``x`` a valid convolution or pooling reads: (N, Ho, Wo, kh,
-    kw, C) with Ho = (H - kh) // stride + 1 and likewise Wo."""
-    h, w = x.shape[1:3]
-    if kh > h or kw > w:
-        raise ValueError(f"{what} {kh}x{kw} is larger than the input {h}x{w}")
+    kw, C) with Ho = (H - kh) // stride + 1 and likewise Wo (NumPy refuses a larger window)."""
     view = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))
     return np.moveaxis(view[:, ::stride, ::stride], 3, 5)
 
@@ -25,9 +22,7 @@ def _windows(x: np.ndarray, kh: int, kw: int, stride: int, what: str) -> np.ndar
 def correlate_valid(x: np.ndarray, kernel: np.ndarray, stride: int = 1) -> np.ndarray:
     """Slide ``kernel`` (kh, kw, C_in, C_out) over ``x`` (N, H, W, C_in) without padding, summing
     window times kernel over the input channels too (Figs. 2-3, Eqs. 1-4): (N, Ho, Wo, C_out)."""
-    if kernel.shape[2] != x.shape[3]:
-        raise ValueError(f"kernel has {kernel.shape[2]} input channels, input has {x.shape[3]}")
-    windows = _windows(x, *kernel.shape[:2], stride, "kernel")
+    windows = _windows(x, *kernel.shape[:2], stride)
     out = np.zeros((*windows.shape[:3], kernel.shape[3]), dtype=np.result_type(x, kernel))
     for i, j in np.ndindex(windows.shape[1:3]):
         out[:, i, j, :] = np.tensordot(windows[:, i, j], kernel, axes=3)
@@ -104,7 +99,7 @@ def grad_bias(d_out: np.ndarray) -> np.ndarray:
 def maxpool_forward(x: np.ndarray, pool_size: int = 2, stride: int | None = None) -> np.ndarray:
     """Max pooling over pool_size x pool_size windows (stride defaults to the pool size)."""
     stride = pool_size if stride is None else stride
-    return _windows(x, pool_size, pool_size, stride, "pool").max(axis=(3, 4))
+    return _windows(x, pool_size, pool_size, stride).max(axis=(3, 4))
 
 
 def maxpool_backward(
@@ -115,7 +110,7 @@ def maxpool_backward(
     The paper says only "the similar procedure" (section 2.3). Overlapping windows add up;
     ties go to the first maximum."""
     stride = pool_size if stride is None else stride
-    windows = _windows(x, pool_size, pool_size, stride, "pool")
+    windows = _windows(x, pool_size, pool_size, stride)
     n, ho, wo, _, _, c = windows.shape
     row, col = np.divmod(windows.reshape(n, ho, wo, -1, c).argmax(axis=3), pool_size)
     batch, i, j, channel = np.indices(row.shape)
