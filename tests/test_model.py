@@ -112,13 +112,19 @@ def test_bad_architecture_is_refused_by_the_schema(change, message):
     assert str(refused.value) == message
 
 
-def test_images_too_small_or_grey_are_refused():
+def test_images_too_small_are_refused():
     with pytest.raises(LfwcnnError, match="8x8 are too small for 3 blocks"):
         build_model(34, (8, 8, 3), PAPER)
-    with pytest.raises(LfwcnnError, match=r"must be \(height, width, 3\)"):
-        build_model(34, (64, 64, 1), PAPER)
-    with pytest.raises(LfwcnnError, match="at least 2 classes"):
-        build_model(1, (64, 64, 3), PAPER)
+
+
+def test_a_single_class_is_refused_in_one_line_before_writing(tmp_path, capsys):
+    """Grey images are refused by load_dataset (test_train's FILE_CASES), one class here."""
+    npz, split = write_synthetic(tmp_path, n_classes=1)
+    config = write_config(tmp_path / "config.yaml", tiny_config())
+    assert run(main, train_argv(npz, split, tmp_path / "out", configfile=config)) == 1
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: the dataset holds 1 class; a classifier needs 2 or more"]
+    assert not (tmp_path / "out").exists()
 
 
 # ----------------------------------------------------------------------------- model.activation

@@ -47,9 +47,7 @@ def _activation(name: str) -> bool:
 
 
 def check_model(model: Settings, input_shape: Sequence[int]) -> None:
-    """What the schema cannot check: RGB images large enough for every block, a Keras activation."""
-    if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise LfwcnnError(f"images must be (height, width, 3), got {tuple(input_shape)}")
+    """What the schema and load_dataset cannot check: images large enough, a Keras activation."""
     height, width, _ = input_shape
     blocks, kernel, pool = len(model.filters), model.kernel_size, model.pool_size
     if feature_side(min(height, width), blocks, kernel, pool) < 1:
@@ -70,8 +68,6 @@ def build_model(n_classes: int, input_shape: Sequence[int], model: Settings):
     last dense layer or all of them: ``model.dropout_placement`` picks.
     """
     check_model(model, input_shape)
-    if n_classes < 2:
-        raise LfwcnnError(f"a classifier needs at least 2 classes, got {n_classes}")
     import keras  # here: importing the module must not start TensorFlow
     from keras import layers
 
