@@ -117,16 +117,12 @@ def _watch_parent(parent: int) -> None:
 def load_faces(paths: Sequence[Path], box: tuple[int, int, int, int], size: int,
                workers: int) -> tuple[np.ndarray, list[str]]:
     """Decode all images, in chunks over ``workers`` processes; JPEG decoding is CPU-bound."""
-    faces, digests = [], []
-    with (tqdm(total=len(paths), unit="img", desc="prepare", disable=None) as progress,
-          ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
-                              initargs=(os.getpid(),)) as pool):
-        for face, digest in pool.map(partial(load_face, box=box, size=size), paths,
-                                     chunksize=64):
-            faces.append(face)
-            digests.append(digest)
-            progress.update()
-    return np.stack(faces), digests
+    with ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent,
+                             initargs=(os.getpid(),)) as pool:
+        loaded = pool.map(partial(load_face, box=box, size=size), paths, chunksize=64)
+        faces, digests = zip(*tqdm(loaded, total=len(paths), unit="img", desc="prepare",
+                                   disable=None), strict=True)
+    return np.stack(faces), list(digests)
 
 
 class Prepared(NamedTuple):
