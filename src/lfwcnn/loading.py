@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from lfwcnn.errors import LfwcnnError
-
-HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy")
+from lfwcnn.run_record import KERAS_LOGS
 
 
 def reason(err: BaseException) -> str:
@@ -83,7 +82,7 @@ def read_history(path: str | os.PathLike) -> pd.DataFrame:
         history = pd.read_csv(path)
     except (OSError, ValueError) as err:
         raise LfwcnnError(f"{path}: cannot read the training history ({err})") from None
-    missing = set(HISTORY_COLUMNS) - set(history.columns)
+    missing = {"epoch", *KERAS_LOGS} - set(history.columns)  # all but "seconds"
     if missing:
         raise LfwcnnError(f"{path}: history lacks the columns {sorted(missing)}")
     if history.empty:
