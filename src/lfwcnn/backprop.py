@@ -98,8 +98,7 @@ def grad_bias(d_out: np.ndarray) -> np.ndarray:
 
 def maxpool_forward(x: np.ndarray, pool_size: int = 2, stride: int | None = None) -> np.ndarray:
     """Max pooling over pool_size x pool_size windows (stride defaults to the pool size)."""
-    stride = pool_size if stride is None else stride
-    return _windows(x, pool_size, pool_size, stride).max(axis=(3, 4))
+    return _windows(x, pool_size, pool_size, stride or pool_size).max(axis=(3, 4))
 
 
 def maxpool_backward(
@@ -109,7 +108,7 @@ def maxpool_backward(
 
     The paper says only "the similar procedure" (section 2.3). Overlapping windows add up;
     ties go to the first maximum."""
-    stride = pool_size if stride is None else stride
+    stride = stride or pool_size
     windows = _windows(x, pool_size, pool_size, stride)
     n, ho, wo, _, _, c = windows.shape
     row, col = np.divmod(windows.reshape(n, ho, wo, -1, c).argmax(axis=3), pool_size)
