@@ -179,10 +179,9 @@ def _dropped(received: int, total: int | None) -> str:
     return f"connection dropped after {received} of {total if total is not None else '?'} bytes"
 
 
-def file_digests(path: str | os.PathLike,
-                 algorithms: Sequence[str] = ("sha256", "md5")) -> dict[str, str]:
-    """Hex digests of ``path`` for each algorithm, in one chunked pass (archives are large)."""
-    hashers = {name: hashlib.new(name) for name in algorithms}
+def file_digests(path: str | os.PathLike) -> dict[str, str]:
+    """Hex sha256 and md5 of ``path``, in one chunked pass (archives are large)."""
+    hashers = {name: hashlib.new(name) for name in ("sha256", "md5")}
     try:
         with open(path, "rb") as stream:
             while chunk := stream.read(CHUNK_SIZE):
