@@ -59,12 +59,12 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
     if dest.exists() or dest.is_symlink():
         return _reuse_existing(url, dest, sha256=sha256, md5=md5)
     log.info("downloading %s to %s", url, dest)
-    ends, attempts, reason = _Deadline(url, deadline), retries + 1, ""
+    ends, attempts, reason = time.monotonic() + deadline, retries + 1, ""
     with atomic_path(dest) as tmp:
         for attempt in range(1, attempts + 1):
-            ends.check(received=0)
+            _check_deadline(url, deadline, ends, received=0)
             try:
-                _fetch_once(url, tmp, timeout=timeout, deadline=ends,
+                _fetch_once(url, tmp, timeout=timeout, deadline=deadline, ends=ends,
                             label=dest.name if progress else None)
                 break
             except _TransientError as err:
@@ -73,7 +73,7 @@ def download(url: str, dest: str | os.PathLike, *, sha256: str | None = None,
                 delay = min(backoff * 2 ** (attempt - 1), 60.0)  # at most a minute apart
                 log.warning("attempt %d/%d for %s failed (%s); retrying in %.1f s",
                             attempt, attempts, url, reason, delay)
-                time.sleep(max(0.0, min(delay, ends.left())))
+                time.sleep(max(0.0, min(delay, ends - time.monotonic())))
         else:
             raise LfwcnnError(f"download of {url} failed after {attempts} attempts: {reason}")
         if sha256 or md5:
@@ -88,9 +88,8 @@ def _reuse_existing(url: str, dest: Path, *, sha256: str | None, md5: str | None
     if not dest.is_file():
         raise LfwcnnError(f"download target {dest} exists and is not a file")
     if sha256 or md5:
-        mismatch = compare_digests(file_digests(dest), sha256=sha256, md5=md5)
-        if mismatch:
-            raise LfwcnnError(f"existing file {dest} does not match {url}: {mismatch}; "
+        verify_checksum(dest, sha256=sha256, md5=md5, source=url,
+                        error="existing file {path} does not match {source}: {mismatch}; "
                               "remove it or choose another destination")
         log.info("reusing existing %s: checksum matches %s", dest, url)
         return dest
@@ -102,24 +101,16 @@ def _reuse_existing(url: str, dest: Path, *, sha256: str | None, md5: str | None
     return dest
 
 
-class _Deadline:
-    """The moment all attempts at one download must have finished by, and its one-line error."""
-
-    def __init__(self, url: str, seconds: float) -> None:
-        self.url, self.seconds, self.at = url, seconds, time.monotonic() + seconds
-
-    def left(self) -> float:
-        return self.at - time.monotonic()
-
-    def check(self, received: int) -> None:
-        if self.left() <= 0:
-            raise LfwcnnError(
-                f"download of {self.url} did not finish within its deadline of "
-                f"{self.seconds:g} s (data.download.deadline_s); {received} bytes received"
-            )
+def _check_deadline(url: str, deadline: float, ends: float, received: int) -> None:
+    """Fail once ``ends``, the monotonic time all attempts must have finished by, has passed."""
+    if time.monotonic() >= ends:
+        raise LfwcnnError(
+            f"download of {url} did not finish within its deadline of "
+            f"{deadline:g} s (data.download.deadline_s); {received} bytes received"
+        )
 
 
-def _fetch_once(url: str, target: Path, *, timeout: float, deadline: _Deadline,
+def _fetch_once(url: str, target: Path, *, timeout: float, deadline: float, ends: float,
                 label: str | None) -> None:
     """Stream ``url`` into ``target`` (truncating it); raise ``_TransientError`` if retryable.
 
@@ -129,7 +120,7 @@ def _fetch_once(url: str, target: Path, *, timeout: float, deadline: _Deadline,
     was left of the deadline), so a download ends at most that long past its deadline.
     """
     received, total = 0, None
-    wait = min(timeout, max(deadline.left(), 0.001))
+    wait = min(timeout, max(ends - time.monotonic(), 0.001))
     try:
         with requests.get(url, stream=True, timeout=wait) as response:
             status = response.status_code
@@ -152,11 +143,11 @@ def _fetch_once(url: str, target: Path, *, timeout: float, deadline: _Deadline,
                         head += chunk[: HEAD_BYTES - len(head)]
                         if len(head) == HEAD_BYTES:
                             _check_archive_head(url, response, head)
-                    deadline.check(received)
+                    _check_deadline(url, deadline, ends, received)
             if len(head) < HEAD_BYTES:
                 _check_archive_head(url, response, head)
     except (requests.Timeout, urllib3.exceptions.TimeoutError, TimeoutError) as err:
-        deadline.check(received)
+        _check_deadline(url, deadline, ends, received)
         raise _TransientError(f"timed out (no data for {wait:g} s)") from err
     except requests.exceptions.SSLError as err:
         raise LfwcnnError(f"download of {url} failed: TLS error: {err}") from err
@@ -188,10 +179,9 @@ def _dropped(received: int, total: int | None) -> str:
     return f"connection dropped after {received} of {total if total is not None else '?'} bytes"
 
 
-def file_digests(path: str | os.PathLike,
-                 algorithms: Sequence[str] = ("sha256", "md5")) -> dict[str, str]:
-    """Hex digests of ``path`` for each algorithm, in one chunked pass (archives are large)."""
-    hashers = {name: hashlib.new(name) for name in algorithms}
+def file_digests(path: str | os.PathLike) -> dict[str, str]:
+    """Hex sha256 and md5 of ``path``, in one chunked pass (archives are large)."""
+    hashers = {name: hashlib.new(name) for name in ("sha256", "md5")}
     try:
         with open(path, "rb") as stream:
             while chunk := stream.read(CHUNK_SIZE):
@@ -202,22 +192,16 @@ def file_digests(path: str | os.PathLike,
     return {name: hasher.hexdigest() for name, hasher in hashers.items()}
 
 
-def compare_digests(actual: dict[str, str], *, sha256: str | None = None,
-                    md5: str | None = None) -> str | None:
-    """Describe the first expected digest that ``actual`` misses (``expected sha256 x, got y``)."""
-    for name, value in (("sha256", sha256), ("md5", md5)):
-        if value and actual[name] != value.lower():
-            return f"expected {name} {value.lower()}, got {actual[name]}"
-    return None
-
-
 def verify_checksum(path: str | os.PathLike, *, sha256: str | None = None,
-                    md5: str | None = None, source: str | None = None) -> dict[str, str]:
-    """``path``'s digests; one error naming ``source`` (or ``path``) unless each given matches."""
+                    md5: str | None = None, source: str | None = None,
+                    error: str = "checksum mismatch for {source}: {mismatch}") -> dict[str, str]:
+    """``path``'s digests; ``error`` naming ``source`` (or ``path``) and the first expected
+    digest missed (``expected sha256 x, got y``) unless each given matches."""
     digests = file_digests(path)
-    mismatch = compare_digests(digests, sha256=sha256, md5=md5)
-    if mismatch:
-        raise LfwcnnError(f"checksum mismatch for {source or path}: {mismatch}")
+    for name, value in (("sha256", sha256), ("md5", md5)):
+        if value and digests[name] != value.lower():
+            mismatch = f"expected {name} {value.lower()}, got {digests[name]}"
+            raise LfwcnnError(error.format(path=path, source=source or path, mismatch=mismatch))
     return digests
 
 
@@ -362,20 +346,19 @@ def _check_caps(
             f"archive {archive} has more than {limits.max_members} members "
             f"(data.extract.max_members), refused at {_shown(member.name)}"
         )
-    if member.size > limits.max_member_bytes:
-        raise _over_cap(archive, member, limits)
+    _check_bytes(archive, member, member.size, total, limits)
+
+
+def _check_bytes(archive: Path, member: tarfile.TarInfo, size: int, total: int,
+                 limits: Settings) -> None:
+    """Refuse a member whose bytes (declared, or written so far) or the archive's total so far
+    pass a cap."""
+    if size > limits.max_member_bytes:
+        raise LfwcnnError(f"archive {archive}: member {_shown(member.name)} holds more than "
+                          f"{limits.max_member_bytes} bytes (data.extract.max_member_bytes)")
     if total > limits.max_total_bytes:
-        raise _over_cap(archive, member, limits, total=True)
-
-
-def _over_cap(archive: Path, member: tarfile.TarInfo, limits: Settings, *,
-              total: bool = False) -> LfwcnnError:
-    """The error for a member past the cap on one member's bytes, or on all of them."""
-    if total:
-        return LfwcnnError(f"archive {archive} unpacks to more than {limits.max_total_bytes} bytes"
-                           f" (data.extract.max_total_bytes), refused at {_shown(member.name)}")
-    return LfwcnnError(f"archive {archive}: member {_shown(member.name)} holds more than "
-                       f"{limits.max_member_bytes} bytes (data.extract.max_member_bytes)")
+        raise LfwcnnError(f"archive {archive} unpacks to more than {limits.max_total_bytes} bytes"
+                          f" (data.extract.max_total_bytes), refused at {_shown(member.name)}")
 
 
 def _check_layout(archive: Path, member: tarfile.TarInfo, parts: tuple[str, ...],
@@ -428,10 +411,7 @@ def _write_file(archive: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, ro
     with os.fdopen(fd, "wb") as out, tar.extractfile(member) as data:
         while chunk := data.read(CHUNK_SIZE):
             size += len(chunk)
-            if size > limits.max_member_bytes:
-                raise _over_cap(archive, member, limits)
-            if written + size > limits.max_total_bytes:
-                raise _over_cap(archive, member, limits, total=True)
+            _check_bytes(archive, member, size, written + size, limits)
             out.write(chunk)
     return size
 

@@ -18,7 +18,7 @@ from lfwcnn.download import extract_archive, verify_checksum
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.ownership import check_outputs
 from lfwcnn.settings import Settings
-from lfwcnn.sources import archive_for, classify_source, expected_digests, source_url
+from lfwcnn.sources import ARCHIVES, classify_source, expected_digests, source_url
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +53,19 @@ def obtain(source: str, *, variant: str, images: str | os.PathLike, sha256: str 
         images.symlink_to(folder.resolve(), target_is_directory=True)
         record["path"] = str(folder.resolve())
         record.update(folder_note(folder))
-    elif kind == "archive":
+    else:  # a local archive: obtain_lfw passes a URL's download, never the URL
         digests = verify_checksum(source, sha256=sha256, md5=md5)
         record.update(
             digests,
             checksum_verified=bool(sha256 or md5),
             # whether these are the exact bytes of the variant's published archive
-            matches_published=digests["md5"] == archive_for(variant).md5,
+            matches_published=digests["md5"] == ARCHIVES[variant].md5,
             # the published archives are the real variant; any other archive is unverified,
             # not known to be an approximation, so it is labelled by matches_published only
             approximate=False,
         )
         with scratch_dir(images) as scratch:  # the archive's person-folder root moved in place
             os.replace(extract_archive(source, scratch / "tree", limits), images)
-    else:
-        raise LfwcnnError(f"LFW source {source} is a URL: download it first (step download_lfw)")
     people = [p for p in images.iterdir() if p.is_dir() and not p.name.startswith(".")]
     record["people_folders"] = len(people)
     return record

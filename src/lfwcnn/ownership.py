@@ -83,9 +83,9 @@ def check_backup_dir(path: str | os.PathLike, others: Paths | None = None) -> No
                           "a new or empty folder")
 
 
-def claim_backup_dir(path: str | os.PathLike, others: Paths | None = None) -> BackupDir:
+def claim_backup_dir(path: str | os.PathLike) -> BackupDir:
     """Check the folder, then create or adopt it and mark it as this step's own."""
-    check_backup_dir(path, others)
+    check_backup_dir(path)
     folder = resolved(path)
     marker = folder / MARKER
     if marker.is_file():

@@ -40,19 +40,9 @@ ARCHIVES: dict[str, Archive] = {
     ),
 }
 
-VARIANTS: tuple[str, ...] = tuple(ARCHIVES)
 LFW_SIDE = 250  # every LFW image is 250x250; crop boxes are given in that frame
 ARCHIVE_SUFFIXES: tuple[str, ...] = (".tgz", ".tar.gz", ".tar")
 HEAD_BYTES = 257 + len(b"ustar")  # enough of a file's start for archive_format
-
-
-def archive_for(variant: str) -> Archive:
-    """Look up a variant's archive; a typo in the config must fail here, not as a 404 later."""
-    try:
-        return ARCHIVES[variant]
-    except KeyError:
-        raise LfwcnnError(f"unknown LFW variant {variant!r}: expected one of "
-                          f"{', '.join(VARIANTS)}") from None
 
 
 def archive_format(head: bytes) -> str | None:
@@ -86,7 +76,7 @@ def classify_source(source: str) -> str:
 
 def source_url(variant: str, source: str | None) -> str:
     """Where a source is downloaded from: its own URL, or the variant's known mirror."""
-    return archive_for(variant).url if source is None else source
+    return ARCHIVES[variant].url if source is None else source
 
 
 def expected_digests(variant: str, source: str | None, sha256: str | None,
@@ -95,4 +85,4 @@ def expected_digests(variant: str, source: str | None, sha256: str | None,
     (another URL or a local archive without checksums stays unverified)."""
     if sha256 or md5 or source is not None:
         return sha256, md5
-    return archive_for(variant).sha256, archive_for(variant).md5
+    return ARCHIVES[variant].sha256, ARCHIVES[variant].md5
