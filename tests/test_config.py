@@ -32,7 +32,7 @@ def test_defaults_are_the_papers_protocol():
     assert config["split"]["test_fraction"] == 0.25
     assert config["train"] == {
         "optimizer": "adam", "learning_rate": 0.001, "epochs": 100, "batch_size": 128,
-        "device": "auto", "precision": "float32", "jit": False,
+        "device": "auto", "precision": "float32", "jit": False, "per_gpu": 1,
     }
 
 
@@ -48,6 +48,8 @@ def test_defaults_are_the_papers_protocol():
         ({"train": {"epochs": "ten"}}, "config key train.epochs: 'ten' is not of type"),
         ({"train": {"batch_size": 0}}, "config key train.batch_size"),
         ({"train": {"optimizer": "adamw"}}, "config key train.optimizer"),
+        ({"train": {"per_gpu": 0}}, "config key train.per_gpu: 0 is less than the minimum"),
+        ({"train": {"per_gpu": 1.5}}, "config key train.per_gpu: 1.5 is not of type"),
         ({"model": {"dropout_placement": "first"}}, "config key model.dropout_placement"),
         ({"data": {"crop": {"rows": [189, 61]}}}, "config key data.crop.rows: [189, 61]"),
         ({"data": {"crop": {"cols": [0, 300]}}}, "config key data.crop.cols: [0, 300]"),

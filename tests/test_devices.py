@@ -132,3 +132,101 @@ def test_cli_writes_the_claim(tmp_path, monkeypatch):
     record = json.loads((tmp_path / "claim.json").read_text())
     assert record["cuda_visible_devices"] == "1" and record["slurm_job_id"] == "42"
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+
+
+# ---------------------------------------------------------------- train.per_gpu: slots per GPU
+
+
+def test_two_per_gpu_spreads_four_jobs_two_and_two_and_a_fifth_fails(tmp_path):
+    envs = [{} for _ in range(5)]
+    claims = [claim_job_devices(1, env, lock_dir=tmp_path, gpu_count=two_gpus, per_gpu=2)
+              for env in envs[:4]]
+    # the GPU with the most free slots first: 0, 1, then 0, 1 again
+    assert [claim.visible for claim in claims] == ["0", "1", "0", "1"]
+    assert [env["CUDA_VISIBLE_DEVICES"] for env in envs[:4]] == ["0", "1", "0", "1"]
+    assert [claim.slots for claim in claims] == [[0], [0], [1], [1]]
+    assert claims[2].record()["per_gpu"] == 2 and claims[2].record()["gpu_slots"] == [1]
+    with pytest.raises(LfwcnnError, match=r"^1 GPU\(s\) declared but only 0 of the 2 GPUs here"
+                       r" \(0,1\) have one of their 2 slots \(train.per_gpu\) free; .*"
+                       r"--resources gpu=N, N at most 2 x the number of GPUs$"):
+        claim_job_devices(1, envs[4], lock_dir=tmp_path, gpu_count=two_gpus, per_gpu=2)
+    assert "CUDA_VISIBLE_DEVICES" not in envs[4]
+    claims[1].release()  # a slot of GPU 1 comes free: the next job goes there
+    fifth = claim_job_devices(1, envs[4], lock_dir=tmp_path, gpu_count=two_gpus, per_gpu=2)
+    assert fifth.visible == "1" and fifth.slots == [0]
+    for claim in [*claims, fifth]:
+        claim.release()
+
+
+def test_a_job_of_several_gpus_takes_a_slot_on_each_of_the_least_busy(tmp_path):
+    env = {"CUDA_VISIBLE_DEVICES": "0,1,2"}
+    busy = claim_job_devices(1, dict(env), lock_dir=tmp_path, per_gpu=3)
+    assert busy.visible == "0"
+    pair = claim_job_devices(2, dict(env), lock_dir=tmp_path, per_gpu=3)
+    assert pair.visible == "1,2" and pair.gpu_ids == ["1", "2"] and pair.slots == [0, 0]
+    third = claim_job_devices(2, dict(env), lock_dir=tmp_path, per_gpu=3)
+    assert third.visible == "0,1"  # ties (2 free on each) in the listed order
+    # free slots now 1, 1, 2: single jobs take GPU 2, then 0, then 1 ...
+    singles = [claim_job_devices(1, dict(env), lock_dir=tmp_path, per_gpu=3) for _ in range(3)]
+    assert [claim.visible for claim in singles] == ["2", "0", "1"]
+    # ... and a job of two GPUs needs two GPUs with a free slot, not two slots of one GPU
+    with pytest.raises(LfwcnnError, match=r"2 GPU\(s\) declared but only 1 of the 3 GPUs"):
+        claim_job_devices(2, dict(env), lock_dir=tmp_path, per_gpu=3)
+    for claim in [busy, pair, third, *singles]:
+        claim.release()
+
+
+def test_one_per_gpu_keeps_the_lock_names_and_shares_slot_0_with_larger_per_gpu(tmp_path):
+    alone = claim_job_devices(1, {}, lock_dir=tmp_path, gpu_count=two_gpus)
+    assert alone.visible == "0" and alone.record()["per_gpu"] == 1
+    assert {path.name for path in tmp_path.glob("gpu-*")} == {"gpu-0.lock", "gpu-1.lock"}
+    # a per_gpu 2 job at the same time counts GPU 0 as half taken: it goes to GPU 1 ...
+    shared = claim_job_devices(1, {}, lock_dir=tmp_path, gpu_count=two_gpus, per_gpu=2)
+    assert shared.visible == "1" and shared.slots == [0]
+    # ... and a per_gpu 1 job finds no GPU free
+    with pytest.raises(LfwcnnError, match=r"^1 GPU\(s\) declared but only 0 of the 2 GPUs here"
+                       r" \(0,1\) are free; other jobs hold the rest"):
+        claim_job_devices(1, {}, lock_dir=tmp_path, gpu_count=two_gpus)
+    alone.release()
+    shared.release()
+
+
+def test_slurm_shard_is_kept_without_a_note():
+    # train.per_gpu > 1 under the slurm profile: no whole GPU declared, a shard given
+    env = {"SLURM_JOB_ID": "7", "CUDA_VISIBLE_DEVICES": "0"}
+    claim = claim_job_devices(0, env, per_gpu=2)
+    assert env["CUDA_VISIBLE_DEVICES"] == "0" and claim.note == "" and claim.source == "slurm"
+    assert "per_gpu" not in claim.record()  # the slot is SLURM's; train.json has per_gpu
+
+
+def test_per_gpu_below_one_is_refused():
+    with pytest.raises(LfwcnnError, match="per_gpu must be 1 or more, got 0"):
+        claim_job_devices(1, {}, per_gpu=0)
+
+
+HOLDER_PER_GPU = """
+import sys
+from lfwcnn.devices import claim_job_devices
+claim = claim_job_devices(1, per_gpu=2)
+print(claim.visible, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_per_gpu_slots_hold_across_processes_started_at_once(tmp_path):
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "0,1", "LFWCNN_GPU_LOCK_DIR": str(tmp_path)}
+    env.pop("SLURM_JOB_ID", None)
+    holders = [subprocess.Popen([sys.executable, "-c", HOLDER_PER_GPU], env=env, text=True,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE) for _ in range(5)]
+    try:
+        seen = [holder.stdout.readline().strip() for holder in holders]
+        # four found a slot, two per GPU; the fifth failed (printing no GPU) and says why
+        assert sorted(seen) == ["", "0", "0", "1", "1"]
+        failed = holders[seen.index("")]
+        assert failed.wait(timeout=30) == 1
+        assert "have one of their 2 slots (train.per_gpu) free" in failed.stderr.read()
+    finally:
+        for holder in holders:
+            holder.stdin.close()
+            holder.wait(timeout=30)

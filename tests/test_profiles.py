@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from workflow_runner import ROOT, SNAKEFILE, make_project
+from workflow_runner import ROOT, SNAKEFILE, make_project, planned_jobs
 
 PROFILES = ROOT / "workflow" / "profiles"
 # Rules that run on the submit host under the slurm profile (their rules file says localrules);
@@ -96,6 +96,24 @@ def test_slurm_profile_runs_light_rules_on_the_submit_host(
         assert f"localrule {rule}:" in output + split, (rule, output + split)
     assert "SLURM jobid" not in output + split
     assert (project / "data/split/funneled/seed1.csv").is_file()
+
+
+def test_slurm_trainings_sharing_gpus_ask_for_a_shard(slurm_plugin, tmp_path):
+    """Under SLURM train.per_gpu > 1 asks sbatch for a GPU shard (--gres=shard:1, SLURM sets
+    CUDA_VISIBLE_DEVICES for it) and no whole GPU, neither in sbatch nor in the job's srun;
+    per_gpu 1 asks for a GPU as before; a CPU training for neither. The options are the
+    plugins' own (set_gres_string, get_gpu_setting) for the jobs Snakemake plans: no cluster."""
+    shares = {"one": {"train": {"per_gpu": 1}}, "three": {"train": {"per_gpu": 3}},
+              "cpu": {"train": {"per_gpu": 3, "device": "cpu"}}}
+    project = make_project(tmp_path / "p", {"seeds": [0], "sweep": {"share": shares}})
+    jobs = planned_jobs(project, *(f"results/models/{run}/seed0/model.keras" for run in shares),
+                        executor="slurm")
+    trainings = {job["wildcards"]["run"]: job for job in jobs if job["rule"] == "train_model"}
+    options = {run: (job["sbatch"].strip(), job["srun"].strip(), job["resources"]["gpu"])
+               for run, job in trainings.items()}
+    assert options == {"one": ("--gpus=1", "--gpus=1", 1), "three": ("--gres=shard:1", "", 0),
+                       "cpu": ("", "", 0)}
+    assert trainings["three"]["resources"]["per_gpu"] == 3
 
 
 def test_missing_executor_plugin_is_named(lfw_tree, tmp_path, request):

@@ -76,9 +76,10 @@ def test_the_data_fingerprint_changes_with_any_array_or_index():
     assert base != data_fingerprint(images + 1, labels, train, test)
 
 
-def test_the_resume_fingerprint_covers_every_setting_but_epochs_and_device():
+def test_the_resume_fingerprint_covers_every_setting_but_epochs_device_and_per_gpu():
     """Derived from the whole sections: a key added to the config is covered with no change
-    here or in lfwcnn.snapshots, and only epochs and the device may differ on resume."""
+    here or in lfwcnn.snapshots, and only epochs, the device and the trainings per GPU may
+    differ on resume."""
     config = default_settings()
     data = Dataset(images=np.zeros((4, 2, 2, 3), np.uint8), labels=np.array([0, 1, 0, 1]),
                    class_names=np.array(["A", "B"]), files=np.array(["A/1", "B/1", "A/2", "B/2"]))
@@ -97,7 +98,7 @@ def test_the_resume_fingerprint_covers_every_setting_but_epochs_and_device():
     for name in ("model", "train"):
         for key, value in getattr(config, name).as_dict().items():
             other = fingerprint(**{name: {key: changed(value)}})
-            if (name, key) in {("train", "epochs"), ("train", "device")}:
+            if (name, key) in {("train", "epochs"), ("train", "device"), ("train", "per_gpu")}:
                 assert other == base, key
             else:
                 assert other != base, key

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from workflow_runner import ROOT, SNAKEFILE, make_project
+from workflow_runner import ROOT, SNAKEFILE, make_project, planned_jobs
 
 from lfwcnn import steps
 from lfwcnn.cli import run
@@ -292,3 +292,22 @@ def test_every_script_rule_runs_the_step_named_like_it_and_feeds_every_parameter
                     if isinstance(hint, type) and issubclass(hint, Settings)}
         assert sections <= set(rule["params"]), f"rule {name}: give {sections} as params"
     assert set(steps.STEPS) <= set(scripted), "a step that no rule runs"
+
+
+def test_train_per_gpu_reaches_the_step_as_a_resource_and_reruns_no_training(tmp_path):
+    """train.per_gpu is a resource of train_model, not a param: Snakemake reruns a job whose
+    params changed, and per_gpu changes no weight. Each job is one GPU slot (locally)."""
+    from lfwcnn.train import train_model
+
+    assert "per_gpu" in inspect.signature(train_model).parameters  # the binder passes it by name
+    trainings = {}
+    for per_gpu in (1, 3):
+        overlay = {"seeds": [0], "train": {"per_gpu": per_gpu}}
+        project = make_project(tmp_path / f"k{per_gpu}", overlay)
+        jobs = planned_jobs(project, "results/models/funneled/seed0/model.keras")
+        trainings[per_gpu] = next(job for job in jobs if job["rule"] == "train_model")
+    for per_gpu, job in trainings.items():
+        assert job["resources"]["per_gpu"] == per_gpu and job["resources"]["gpu"] == 1
+        assert "gres" not in job["resources"]  # SLURM's GPU shard only under SLURM
+        assert "per_gpu" not in json.loads(job["params"]["train"])
+    assert trainings[1]["params"] == trainings[3]["params"]

@@ -179,6 +179,48 @@ def test_killed_run_resumes_and_ends_with_the_uninterrupted_weights(tmp_path):
     assert tuple(reference_rows[0]) == HISTORY_COLUMNS
 
 
+def test_trainings_sharing_a_gpu_give_the_weights_each_gives_alone(tmp_path):
+    """train.per_gpu: two seeds trained at once in two processes, each holding a slot of the
+    same (stand-in) GPU, end with exactly the weights and history each gives alone: per process
+    it is the same computation. On a CPU here (tiny_config's device); on a GPU untested."""
+    npz, split = write_synthetic(tmp_path)
+    config = write_config(tmp_path / "config.yaml", tiny_config(epochs=3))
+    command = python_module("lfwcnn")
+
+    def argv(seed, out, **options):
+        return command + train_argv(npz, split, tmp_path / out, configfile=config, seed=seed,
+                                    **options)
+
+    for seed in (0, 1):
+        alone = subprocess.run(argv(seed, f"alone{seed}"), env=tf_env(), capture_output=True,
+                               text=True, timeout=300)
+        assert alone.returncode == 0, alone.stderr[-2000:]
+    shared_env = {**tf_env(), "CUDA_VISIBLE_DEVICES": "0", "LFWCNN_GPU_LOCK_DIR": str(tmp_path)}
+    shared_env.pop("SLURM_JOB_ID", None)
+    together = [subprocess.Popen(argv(seed, f"shared{seed}", gpu=1, per_gpu=2), env=shared_env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                for seed in (0, 1)]
+    for process in together:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, err[-2000:]
+    records = [json.loads((tmp_path / f"shared{seed}" / "train.json").read_text())
+               for seed in (0, 1)]
+    # both on the one GPU, a slot each (the slot numbers depend on which started first)
+    assert [record["cuda_visible_devices"] for record in records] == ["0", "0"]
+    assert sorted(slot for record in records for slot in record["gpu_slots"]) == [0, 1]
+    assert [record["per_gpu"] for record in records] == [2, 2]
+    for seed in (0, 1):
+        alone, shared = tmp_path / f"alone{seed}", tmp_path / f"shared{seed}"
+        assert same_weights(model_weights(alone / "model.keras"),
+                            model_weights(shared / "model.keras"))
+        assert [{k: v for k, v in row.items() if k != "seconds"}
+                for row in read_history(alone / "history.csv")] == [
+            {k: v for k, v in row.items() if k != "seconds"}
+            for row in read_history(shared / "history.csv")]
+    assert not same_weights(model_weights(tmp_path / "shared0" / "model.keras"),
+                            model_weights(tmp_path / "shared1" / "model.keras"))
+
+
 # ------------------------------------------------------------------------------- bad input
 
 

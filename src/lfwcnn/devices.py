@@ -1,10 +1,13 @@
-"""The GPUs a job was given, made the only ones TensorFlow sees, so seeds never share a card.
+"""The GPUs a job was given, made the only ones TensorFlow sees, so seeds share a card only
+as asked (``train.per_gpu``).
 
 Under SLURM the job's CUDA_VISIBLE_DEVICES is kept (given none, it sees none: a node without
-cgroup device limits would let it take another job's card). Snakemake's ``gpu`` resource only
-counts jobs, so each job locks as many GPUs as it declared (a file per GPU in
-``LFWCNN_GPU_LOCK_DIR``, default ``<tmp>/lfwcnn-gpu-locks``, held until the process ends).
-Claim before TensorFlow is imported: CUDA reads the variable once.
+cgroup device limits would let it take another job's card); a job given a GPU shard sees the
+GPU SLURM set. Snakemake's ``gpu`` resource only counts jobs, so locally each GPU has
+``per_gpu`` slots and a job locks one slot on each of as many GPUs as it declared, the GPUs with
+the most free slots first (a file per slot in ``LFWCNN_GPU_LOCK_DIR``, default
+``<tmp>/lfwcnn-gpu-locks``, held until the process ends). Claim before TensorFlow is imported:
+CUDA reads the variable once.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class DeviceClaim:
     visible: str | None
     source: str  # slurm | lock | none | no-gpus-here
     note: str = ""
+    per_gpu: int = 1  # trainings each GPU takes at once (train.per_gpu)
+    slots: list[int] = field(default_factory=list)  # source lock: the slot held on each GPU
     _locks: list = field(default_factory=list, repr=False)
 
     @property
@@ -45,8 +50,9 @@ class DeviceClaim:
         return parse_visible(self.visible) if self.visible else []
 
     def record(self) -> dict:
+        slots = {"per_gpu": self.per_gpu, "gpu_slots": self.slots} if self.source == "lock" else {}
         return {"gpus_requested": self.gpus_requested, "cuda_visible_devices": self.visible,
-                "gpu_source": self.source, "gpu_note": self.note or None}
+                "gpu_source": self.source, "gpu_note": self.note or None, **slots}
 
     def release(self) -> None:
         """Give claimed GPUs back before the process ends (it ends the claim anyway)."""
@@ -73,59 +79,103 @@ def count_gpus() -> int:
     return 0
 
 
+def slot_lock_name(gpu_id: str, slot: int) -> str:
+    """The lock file of slot ``slot`` of a GPU; slot 0 is the GPU's lock of one training per GPU,
+    so that jobs of per_gpu 1 and of per_gpu K running at once still count each other."""
+    return f"gpu-{gpu_id}.lock" if slot == 0 else f"gpu-{gpu_id}.slot{slot}.lock"
+
+
+def _try_lock(path: Path):
+    handle = open(path, "a")  # noqa: SIM115 - held past return
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _take_slots(folder: Path, candidates: list[str], gpus: int,
+                per_gpu: int) -> tuple[dict[str, tuple[int, object]], int]:
+    """One free slot on each of ``gpus`` GPUs, those with the most free slots first (ties: the
+    first listed); fewer where fewer GPUs have one. Also: how many GPUs have a free slot.
+
+    Claims take turns (one lock on the folder, held for the look only), so that a look, which
+    holds every free slot for a moment to count them, never makes another claim see a slot
+    taken."""
+    with open(folder / "claim.lock", "a") as turn:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        free = {gpu_id: [(slot, handle) for slot in range(per_gpu)
+                         if (handle := _try_lock(folder / slot_lock_name(gpu_id, slot)))]
+                for gpu_id in candidates}
+        order = sorted(candidates, key=lambda gpu_id: -len(free[gpu_id]))  # stable: ties in order
+        chosen = {gpu_id: free[gpu_id][0] for gpu_id in order[:gpus] if free[gpu_id]}
+        for gpu_id, held in free.items():
+            for slot, handle in held:
+                if chosen.get(gpu_id, (None,))[0] != slot:
+                    handle.close()
+    return ({gpu_id: chosen[gpu_id] for gpu_id in candidates if gpu_id in chosen},
+            sum(1 for held in free.values() if held))
+
+
 def claim_job_devices(gpus: int, env: MutableMapping[str, str] | None = None, *,
                       lock_dir: str | os.PathLike | None = None,
-                      gpu_count: Callable[[], int] = count_gpus) -> DeviceClaim:
+                      gpu_count: Callable[[], int] = count_gpus, per_gpu: int = 1) -> DeviceClaim:
     """Decide the GPUs of a job that declared ``gpus`` and write CUDA_VISIBLE_DEVICES into
-    ``env`` (default ``os.environ``); one line when fewer GPUs are free than declared."""
+    ``env`` (default ``os.environ``); one line when fewer GPUs are free than declared.
+    ``per_gpu``: trainings each GPU takes at once (train.per_gpu); a job takes one slot of a GPU."""
     if gpus < 0:
         raise LfwcnnError(f"gpus must be 0 or more, got {gpus}")
+    if per_gpu < 1:
+        raise LfwcnnError(f"per_gpu must be 1 or more, got {per_gpu}")
     env = os.environ if env is None else env
     if "SLURM_JOB_ID" in env:
         # What SLURM gave counts, also where it differs from the declaration (a profile's gres).
         # It sets CUDA_VISIBLE_DEVICES with the gres (unsets it without); else its own variables.
+        # A GPU shard (train.per_gpu > 1 under the slurm profile) sets it too: the shared GPU.
         given = env.get(VISIBLE, next((env[name] for name in ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS")
                                        if env.get(name)), None))
         env[VISIBLE] = given = given or ""
         n = len(parse_visible(given))
-        note = "" if n == gpus else (f"{gpus} GPU(s) declared, SLURM gave {n}" if given else
-                                     f"{gpus} GPU(s) declared but SLURM gave this job none"
-                                     " (no --gpus/--gres reached sbatch): all GPUs hidden")
-        return DeviceClaim(gpus, given, "slurm", note)
+        shared = per_gpu > 1 and gpus == 0 and n > 0  # a shard: the rule declared no whole GPU
+        note = "" if n == gpus or shared else (
+            f"{gpus} GPU(s) declared, SLURM gave {n}" if given else
+            f"{gpus} GPU(s) declared but SLURM gave this job none"
+            " (no --gpus/--gres reached sbatch): all GPUs hidden")
+        return DeviceClaim(gpus, given, "slurm", note, per_gpu=per_gpu)
     if gpus == 0:
         env[VISIBLE] = ""
-        return DeviceClaim(0, "", "none", "no GPU declared: all GPUs hidden")
+        return DeviceClaim(0, "", "none", "no GPU declared: all GPUs hidden", per_gpu=per_gpu)
     preset = env.get(VISIBLE)  # a user's own limit: choose among those
     candidates = parse_visible(preset) if preset is not None else [
         str(index) for index in range(gpu_count())]
     if not candidates:
         return DeviceClaim(gpus, preset, "no-gpus-here",
-                           f"{gpus} GPU(s) declared but this machine shows none")
+                           f"{gpus} GPU(s) declared but this machine shows none", per_gpu=per_gpu)
     if preset is None:
         # CUDA's default order is fastest-first; a lock's id must name one card for all jobs
         env.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
     folder = Path(lock_dir or env.get("LFWCNN_GPU_LOCK_DIR")
                   or Path(tempfile.gettempdir(), "lfwcnn-gpu-locks"))
     folder.mkdir(parents=True, exist_ok=True)
-    locks = {}
-    for gpu_id in candidates:
-        if len(locks) == gpus:
-            break
-        handle = open(folder / f"gpu-{gpu_id}.lock", "a")  # noqa: SIM115 - held past return
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            locks[gpu_id] = handle
-        except BlockingIOError:
-            handle.close()
+    locks, free = _take_slots(folder, candidates, gpus, per_gpu)
     if len(locks) < gpus:
-        for handle in locks.values():
+        for _, handle in locks.values():
             handle.close()
-        raise LfwcnnError(f"{gpus} GPU(s) declared but only {len(locks)} of the {len(candidates)}"
-                          f" GPUs here ({','.join(candidates)}) are free; other jobs hold the rest"
-                          f" (locks in {folder}). Run snakemake with --resources gpu=N, N at most"
-                          " the number of GPUs")
+        if per_gpu == 1:
+            raise LfwcnnError(
+                f"{gpus} GPU(s) declared but only {free} of the {len(candidates)} GPUs here"
+                f" ({','.join(candidates)}) are free; other jobs hold the rest (locks in"
+                f" {folder}). Run snakemake with --resources gpu=N, N at most the number of GPUs")
+        raise LfwcnnError(
+            f"{gpus} GPU(s) declared but only {free} of the {len(candidates)} GPUs here"
+            f" ({','.join(candidates)}) have one of their {per_gpu} slots (train.per_gpu) free;"
+            f" other jobs hold the rest (locks in {folder}). Run snakemake with --resources"
+            f" gpu=N, N at most {per_gpu} x the number of GPUs")
     env[VISIBLE] = ",".join(locks)
-    return DeviceClaim(gpus, env[VISIBLE], "lock", _locks=list(locks.values()))
+    return DeviceClaim(gpus, env[VISIBLE], "lock", per_gpu=per_gpu,
+                       slots=[slot for slot, _ in locks.values()],
+                       _locks=[handle for _, handle in locks.values()])
 
 
 # The vector extensions that decide which kernels oneDNN and Eigen run, so how they round

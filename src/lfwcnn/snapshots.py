@@ -27,8 +27,9 @@ from lfwcnn.settings import Settings
 log = logging.getLogger(__name__)
 
 # Settings a resumed run may change: more epochs continue a shorter run; the device only
-# decides where the same computation runs (a job killed on a GPU node may resume on a CPU one).
-RESUMABLE = ("epochs", "device")  # of the train section
+# decides where the same computation runs (a job killed on a GPU node may resume on a CPU one);
+# per_gpu only how many trainings share a GPU, each the same computation as alone.
+RESUMABLE = ("epochs", "device", "per_gpu")  # of the train section
 
 
 class Snapshot(NamedTuple):

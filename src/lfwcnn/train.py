@@ -128,15 +128,16 @@ def write_outputs(trained: Trained, *, model_file: Path, history: Path, info: Pa
 
 def train_model(*, dataset: Path, split_csv: Path, model_file: Path, history: Path, info: Path,
                 model: Settings, train: Settings, seed: int, split_seed: int, backup: Path,
-                threads: int = 0, gpu: int | None = None) -> None:
+                threads: int = 0, gpu: int | None = None, per_gpu: int = 1) -> None:
     """Step: train seed ``seed`` on ``split_csv``; write the model, its history and its record.
-    ``gpu``: the GPUs the job was given (None: CUDA_VISIBLE_DEVICES as it is)."""
+    ``gpu``: the GPUs the job was given (None: CUDA_VISIBLE_DEVICES as it is); ``per_gpu``:
+    trainings sharing each GPU (train.per_gpu, a resource of the rule: it changes no weight)."""
     if threads < 0:
         raise LfwcnnError(f"threads must be 0 (TensorFlow's choice) or more, got {threads}")
     if seed < 0:  # a value of the job (its wildcard), not of the config
         raise LfwcnnError(f"seed must be non-negative, got {seed}")
     # before TensorFlow starts: it reads CUDA_VISIBLE_DEVICES once
-    claim = None if gpu is None else claim_job_devices(gpu)
+    claim = None if gpu is None else claim_job_devices(gpu, per_gpu=per_gpu)
     if model_file.suffix != ".keras":
         raise LfwcnnError(f"model_file {model_file}: Keras models are written as .keras files")
     inputs = {"dataset": dataset, "split_csv": split_csv}
@@ -147,7 +148,8 @@ def train_model(*, dataset: Path, split_csv: Path, model_file: Path, history: Pa
     trained = train_seed(data, *load_split(split_csv, data), seed=seed, model=model, train=train,
                          backup_dir=backup, threads=threads)
     trained.info.update({"split_seed": split_seed, "dataset": str(dataset),
-                         "split": str(split_csv), **(claim.record() if claim else {})})
+                         "split": str(split_csv), "per_gpu": per_gpu,
+                         **(claim.record() if claim else {})})
     write_outputs(trained, model_file=model_file, history=history, info=info)
     # only once every output is in place; train_seed() made or adopted the folder and marked it
     release_backup_dir(claim_backup_dir(backup))

@@ -139,8 +139,36 @@ def run_backup(wildcards):
     return step_json(f"results/models/{wildcards.run}/seed{wildcards.seed}/backup")
 
 
+def on_slurm():
+    """Whether jobs go to SLURM: submitted by the slurm executor, or running in its job step.
+    A dry run (-n) runs no executor of its own, so it shows the local resources."""
+    plugin = workflow.executor_plugin
+    return plugin is not None and plugin.name in ("slurm", "slurm-jobstep")
+
+
+def _train_uses_gpu(wildcards):
+    return RUNS[wildcards.run].config["train"]["device"] != "cpu"
+
+
+def train_per_gpu(wildcards):
+    """train.per_gpu: trainings at once on each GPU; a resource, not a param (no rerun)."""
+    return RUNS[wildcards.run].config["train"]["per_gpu"]
+
+
+def _gpu_shared_on_slurm(wildcards):
+    return _train_uses_gpu(wildcards) and train_per_gpu(wildcards) > 1 and on_slurm()
+
+
 def train_gpus(wildcards):
-    return 0 if RUNS[wildcards.run].config["train"]["device"] == "cpu" else 1
+    """The gpu resource: one GPU slot per training (locally: per_gpu slots per GPU, so
+    --resources gpu=N with N = per_gpu x GPUs); none on a CPU, nor under SLURM where a
+    training takes a GPU shard instead (train_gres)."""
+    return 1 if _train_uses_gpu(wildcards) and not _gpu_shared_on_slurm(wildcards) else 0
+
+
+def train_gres(wildcards):
+    """SLURM only: a GPU shard (sbatch --gres=shard:1) where trainings share GPUs; else none."""
+    return "shard:1" if _gpu_shared_on_slurm(wildcards) else None
 
 
 def all_outputs():
