@@ -28,6 +28,8 @@ from pathlib import Path
 
 import yaml
 
+from lfwcnn.atomic import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "gpu.json"
 QUERY = ("nvidia-smi", "--query-gpu=name,driver_version,memory.total,memory.used",
@@ -118,7 +120,7 @@ def main() -> None:
         print(f"{s['per_gpu']:>7} {s['wall_seconds']:>8} {per_epoch:>8.2f} {rate:>8.0f} "
               f"{s['peak_gpu_memory_mib'] or '-':>9} {accuracy}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_text(args.out, json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

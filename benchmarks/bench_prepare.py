@@ -14,8 +14,9 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+from lfwcnn.atomic import write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,9 +95,7 @@ def main() -> None:
     report = {"lfw": args.lfw, "repeats": args.repeats, "machine": platform.machine(),
               "cpus": len(__import__("os").sched_getaffinity(0)), "results": rows}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=Path(args.out).parent, delete=False) as tmp:
-        json.dump(report, tmp, indent=2)
-    Path(tmp.name).replace(args.out)
+    write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -54,6 +54,8 @@ from pathlib import Path
 
 import yaml
 
+from lfwcnn.atomic import write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEFILE = ROOT / "workflow" / "Snakefile"
 TARGET = "data/raw/funneled/source.json"
@@ -217,9 +219,7 @@ def main() -> None:
         "conditions": states, "target": TARGET, "results": rows,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=Path(args.out).parent, delete=False) as tmp:
-        json.dump(report, tmp, indent=2)
-    Path(tmp.name).replace(args.out)
+    write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
