@@ -135,8 +135,6 @@ def evaluate_model(*, dataset: Path, split_csv: Path, model_file: Path, info: Pa
                    "figure": figure, "predictions": predictions},
                   {"dataset": dataset, "split_csv": split_csv, "model_file": model_file,
                    "info": info})
-    if not model_file.is_file():
-        raise LfwcnnError(f"{model_file}: no such model file")
     train = None if info is None else read_json(info)
     train_info = {} if train is None else {key: train.get(key) for key in TRAIN_INFO_KEYS}
     data = load_dataset(dataset)
