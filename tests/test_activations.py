@@ -12,13 +12,7 @@ import pytest
 from helpers_training import make_dataset, model_settings, split_in_quarters
 
 from lfwcnn import steps
-from lfwcnn.activations import (
-    SPARSITY_COLUMNS,
-    choose_image,
-    image_sparsity,
-    measure_sparsity,
-    sparsity_rows,
-)
+from lfwcnn.activations import choose_image, image_sparsity, measure_sparsity, sparsity_rows
 from lfwcnn.cli import run
 from lfwcnn.dataset import save_dataset, save_split
 from lfwcnn.errors import LfwcnnError
@@ -26,6 +20,12 @@ from lfwcnn.model import build_model
 
 SIDE = 32  # three conv-pool blocks fit: 32 -> 30 -> 15 -> 13 -> 6 -> 4 -> 2
 LAYERS = ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3"]
+SPARSITY_COLUMNS = [
+    "layer", "height", "width", "channels", "images",
+    "zero_share_mean", "zero_share_std", "zero_share_min", "zero_share_max",
+    "blank_share_mean", "blank_share_std", "blank_share_min", "blank_share_max",
+    "never_active_maps", "image_zero_share", "image_blank_maps",
+]
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_measure_sparsity_accumulates_over_batches_and_finds_never_active_maps()
     assert rows[0]["blank_share_mean"] == pytest.approx(1 / 3)
     assert rows[0]["blank_share_std"] == pytest.approx(np.std([0.5, 0.5, 0.0], ddof=1))
     assert rows[1]["image_blank_maps"] == 2 and rows[0]["image_blank_maps"] == 0
-    assert set(rows[0]) == set(SPARSITY_COLUMNS)
+    assert list(rows[0]) == SPARSITY_COLUMNS
 
 
 # ----------------------------------------------------------------------------- export
@@ -180,7 +180,7 @@ def test_export_writes_every_layer_with_the_models_shapes(small, tmp_path):
     assert [entry["shape"] for entry in record["layers"]] == [
         list(model.get_layer(name).output.shape[1:]) for name in LAYERS]
     table = pd.read_csv(out / "sparsity.csv")
-    assert list(table.columns) == list(SPARSITY_COLUMNS)
+    assert list(table.columns) == SPARSITY_COLUMNS
     assert (table["images"] == len(small["test"])).all()
     with np.load(out / "sparsity.npz", allow_pickle=False) as npz:
         assert npz["zero_share"].shape == (len(small["test"]), 6)

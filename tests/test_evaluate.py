@@ -68,6 +68,12 @@ def test_per_class_scores_of_a_confusion_matrix_are_scikit_learns(seed):
         np.testing.assert_array_equal(scores[column].to_numpy(), values)
     assert list(scores["predicted"]) == list(np.bincount(predicted, minlength=7))
     assert scores["support"].dtype.kind == "i"
+    # the seed's macro and weighted averages are scikit-learn's too, bit for bit
+    metrics, _, _ = evaluate.score(labels, np.eye(7)[predicted], names, 0.95)
+    for average in ("macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(labels, predicted, labels=classes,
+                                                     average=average, zero_division=0)
+        assert metrics[f"{average}_avg"] == {"precision": p, "recall": r, "f1": f}
 
 
 def test_cross_entropy_by_hand():

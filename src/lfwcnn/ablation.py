@@ -34,9 +34,8 @@ def grid(summary: dict) -> dict | None:
     layout = []
     for row in _values(summary["runs"], rows_axis):
         row_cells = [cells.get((row, col)) for col in cols]
-        caveats = [c["caveat"] for c in row_cells if c and c["caveat"]]
-        layout.append({"value": row, "caveat": caveats[0] if caveats else None,
-                       "cells": row_cells})
+        caveat = next((c["caveat"] for c in row_cells if c and c["caveat"]), None)
+        layout.append({"value": row, "caveat": caveat, "cells": row_cells})
     return {"row_axis": rows_axis, "col_axis": cols_axis, "cols": cols, "rows": layout}
 
 

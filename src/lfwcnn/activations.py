@@ -29,12 +29,6 @@ from lfwcnn.settings import Settings
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 64  # test images per forward pass while measuring sparsity (memory, not results)
-SPARSITY_COLUMNS = (
-    "layer", "height", "width", "channels", "images",
-    "zero_share_mean", "zero_share_std", "zero_share_min", "zero_share_max",
-    "blank_share_mean", "blank_share_std", "blank_share_min", "blank_share_max",
-    "never_active_maps", "image_zero_share", "image_blank_maps",
-)
 
 
 @dataclass(frozen=True)
@@ -119,25 +113,24 @@ class Sparsity:
 def measure_sparsity(extractor, names: Sequence[str], images: np.ndarray,
                      batch_size: int = BATCH_SIZE) -> Sparsity:
     """Both sparsity measures for every image and layer, without holding all maps at once."""
-    zero_parts, blank_parts, ever_active = [], [], None
+    zero_parts, blank_parts, active_parts = [], [], []
     for outputs in layer_outputs(extractor, images, batch_size):
         shares = [image_sparsity(out) for out in outputs]
         zero_parts.append(np.stack([zero for zero, _ in shares], axis=1))
         blank_parts.append(np.stack([blank for _, blank in shares], axis=1))
-        active = [(out != 0).any(axis=(0, 1, 2)) for out in outputs]
-        ever_active = active if ever_active is None else [
-            ever | now for ever, now in zip(ever_active, active, strict=True)]
+        active_parts.append([(out != 0).any(axis=(0, 1, 2)) for out in outputs])
     return Sparsity(
         layers=list(names),
         shapes=[tuple(int(s) for s in out.shape[1:]) for out in outputs],
         zero_share=np.concatenate(zero_parts),
         blank_share=np.concatenate(blank_parts),
-        never_active=[int((~active).sum()) for active in ever_active],
+        never_active=[int((~np.any(active, axis=0)).sum())
+                      for active in zip(*active_parts, strict=True)],
     )
 
 
 def sparsity_rows(sparsity: Sparsity, image_position: int) -> list[dict]:
-    """One row per layer (the columns of :data:`SPARSITY_COLUMNS`); ``image_position``: the
+    """One row per layer, its keys the columns of the sparsity table; ``image_position``: the
     chosen image's row in the measures."""
     rows = []
     for k, (name, shape) in enumerate(zip(sparsity.layers, sparsity.shapes, strict=True)):
@@ -217,8 +210,7 @@ def export_activations(*, model: Path, dataset: Path, split: Path, layers: list[
              zero_share=sparsity.zero_share.astype(np.float32),
              blank_share=sparsity.blank_share.astype(np.float32),
              files=data.files[test_idx])
-    write_text(table, pd.DataFrame(rows, columns=list(SPARSITY_COLUMNS)).to_csv(
-        index=False, float_format="%.6g"))
+    write_text(table, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
     label = int(data.labels[choice.index])
     chosen = {
         "file": file, "person": str(data.class_names[label]), "label": label,

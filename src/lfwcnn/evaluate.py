@@ -95,16 +95,15 @@ def per_class(confusion: pd.DataFrame) -> pd.DataFrame:
 def score(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[str],
           confidence: float) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Metrics, per-class table and confusion matrix (rows: true, columns: predicted)."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import confusion_matrix
 
     n_classes = len(class_names)
     if probabilities.shape != (len(labels), n_classes):
         raise LfwcnnError(f"the model gives {probabilities.shape[1]} class scores, the dataset "
                           f"has {n_classes} classes")
     predicted = probabilities.argmax(axis=1)
-    classes = np.arange(n_classes)
     confusion = pd.DataFrame(
-        confusion_matrix(labels, predicted, labels=classes),
+        confusion_matrix(labels, predicted, labels=np.arange(n_classes)),
         index=pd.Index(list(class_names), name="true"),
         columns=list(class_names),
     )
@@ -119,11 +118,11 @@ def score(labels: np.ndarray, probabilities: np.ndarray, class_names: Sequence[s
         "classes": n_classes, "chance_accuracy": 1 / n_classes,
         "majority_accuracy": float(np.bincount(labels, minlength=n_classes).max() / total),
     }
-    for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(labels, predicted, labels=classes,
-                                                     average=average, zero_division=0)
-        metrics[f"{average}_avg"] = {"precision": float(p), "recall": float(r), "f1": float(f)}
-    return metrics, per_class(confusion), confusion
+    table = per_class(confusion)
+    for average, weights in (("macro", None), ("weighted", table["support"])):
+        metrics[f"{average}_avg"] = {key: float(np.average(table[key], weights=weights))
+                                     for key in ("precision", "recall", "f1")}
+    return metrics, table, confusion
 
 
 def evaluate_model(*, dataset: Path, split_csv: Path, model_file: Path, info: Path | None = None,
@@ -136,8 +135,6 @@ def evaluate_model(*, dataset: Path, split_csv: Path, model_file: Path, info: Pa
                    "figure": figure, "predictions": predictions},
                   {"dataset": dataset, "split_csv": split_csv, "model_file": model_file,
                    "info": info})
-    if not model_file.is_file():
-        raise LfwcnnError(f"{model_file}: no such model file")
     train = None if info is None else read_json(info)
     train_info = {} if train is None else {key: train.get(key) for key in TRAIN_INFO_KEYS}
     data = load_dataset(dataset)

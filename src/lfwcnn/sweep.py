@@ -94,18 +94,13 @@ def _join(settings: Mapping[str, str], axes: list[str], fallback: str) -> str:
     return "-".join(settings[axis] for axis in axes) or fallback
 
 
-def _shared(entry: Source | PreparedData, key: Any, names_by_key: dict, planned: dict,
-            what: str, where: str) -> str:
+def _shared(entry: Source | PreparedData, key: Any, names_by_key: dict, planned: dict) -> str:
     """The name for config ``key``: ``entry`` is planned unless an equal config already is
-    (runs with equal config share one entry)."""
-    key = json.dumps(key, sort_keys=True)
-    if key not in names_by_key:
-        if entry.name in planned:
-            raise LfwcnnError(f"{where}: two different {what} would both be named "
-                              f"{entry.name!r}; give the values distinct names")
-        names_by_key[key] = entry.name
-        planned[entry.name] = entry
-    return names_by_key[key]
+    (runs with equal config share one entry). Unequal configs differ on an axis that names the
+    entry, so two of them never get one name."""
+    name = names_by_key.setdefault(json.dumps(key, sort_keys=True), entry.name)
+    planned.setdefault(name, entry)
+    return name
 
 
 def plan_sweep(config: Mapping, check: Callable[[dict], dict]) -> Plan:
@@ -153,16 +148,13 @@ def plan_sweep(config: Mapping, check: Callable[[dict], dict]) -> Plan:
                          for key in (*SOURCE_KEYS, "download", "extract")}
         source_name = _shared(
             Source(_join(settings, source_axes, variant), source_config),
-            {k: source_config[k] for k in SOURCE_KEYS}, sources_by_config, plan.sources,
-            "LFW sources", where)
+            {k: source_config[k] for k in SOURCE_KEYS}, sources_by_config, plan.sources)
         data_config = {section: copy.deepcopy(merged[section]) for section in DATA_SECTIONS}
         dataset_name = _shared(
             PreparedData(_join(settings, data_axes, variant), data_config, source_name),
-            data_config, datasets_by_config, plan.datasets, "datasets", where)
+            data_config, datasets_by_config, plan.datasets)
         # every axis names the run, a one-value axis too (it says what was set)
         name = _join(settings, list(axes), variant)
-        if name in plan.runs:
-            raise LfwcnnError(f"{where}: run name {name!r} is used twice")
         plan.runs[name] = Run(name, settings, merged, dataset_name, source_name)
     return plan
 
