@@ -71,8 +71,10 @@ def run_setting(lfw: Path, per_gpu: int, args: argparse.Namespace, n_gpus: int) 
     # data first, untimed: the comparison is about training
     data = [f"data/split/deepfunneled/seed{seed}.csv" for seed in range(args.seeds)]
     command = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "workflow" / "Snakefile"),
-               "-d", str(project), "--cores", "all", "--resources", f"gpu={per_gpu * n_gpus}"]
-    config = ["--configfile", str(project / "config" / "bench.yaml")]
+               "-d", str(project), "--cores", "all"]
+    # after the targets: --resources and --configfile take several values
+    config = ["--resources", f"gpu={per_gpu * n_gpus}",
+              "--configfile", str(project / "config" / "bench.yaml")]
     subprocess.run([*command, *data, *config], check=True, capture_output=True)
     memory = PeakMemory()
     memory.start()

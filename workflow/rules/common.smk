@@ -81,20 +81,21 @@ def source_archive(wildcards):
 
 
 def of_dataset(output):
-    """Input function: obtain_lfw's ``output`` for the images the job's dataset is made of."""
-    return lambda wildcards: expand(output, source=DATASETS[wildcards.dataset].source)
+    """Input function: the file of obtain_lfw's ``output`` for the images the job's dataset
+    is made of."""
+    return lambda wildcards: expand(output, source=DATASETS[wildcards.dataset].source)[0]
 
 
 def of_run(output):
-    """Input function: ``output`` of the data stage for the job's run: its dataset, its
-    source, and the split its seed uses (its own, unless split.seed pins one)."""
+    """Input function: the file of a data-stage ``output`` for the job's run: its dataset,
+    its source, and the split its seed uses (its own, unless split.seed pins one)."""
 
-    def files(wildcards):
+    def file(wildcards):
         run = RUNS[wildcards.run]
         split = {"seed": run_split_seed(wildcards)} if "seed" in wildcards.keys() else {}
-        return expand(output, dataset=run.dataset, source=run.source, **split)
+        return expand(output, dataset=run.dataset, source=run.source, **split)[0]
 
-    return files
+    return file
 
 
 def prepare_workers(wildcards):
