@@ -133,9 +133,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = _Parser(prog="python -m lfwcnn progress", description=main.__doc__)
     parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
                         help="the results folder (default: results)")
-    parser.add_argument("--configfile", action="append", default=[], metavar="FILE",
-                        help="the overlays the run was started with: its planned trainings "
-                             "not started yet are listed too")
+    parser.add_argument("--configfile", action="extend", nargs="+", default=[], metavar="FILE",
+                        help="the overlays the run was started with, as snakemake takes them: "
+                             "its planned trainings not started yet are listed too")
     parser.add_argument("--json", action="store_true", help="a JSON list instead of a table")
     args = parser.parse_args(argv)
     rows = trainings(args.results, planned(args.configfile))
