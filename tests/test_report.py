@@ -414,12 +414,14 @@ def test_report_times_only_the_benchmark_files_it_is_given(tmp_path):
 
 
 def test_seeds_are_grouped_by_what_decides_their_numbers():
-    avx2 = {"cpu": "A", "vector_extensions": ["avx2"], "onednn": True, "tensorflow": "2.21.0",
-            "tensorflow_build": "CPU only", "gpu_driver": None}
-    infos = [{"seed": 0, "numerics": avx2, "train": {"precision": "float32", "jit": False}},
-             {"seed": 1, "numerics": {**avx2, "cpu": "B"}, "train": {"precision": "float32"}},
-             {"seed": 2, "numerics": avx2, "train": {"precision": "float32", "jit": False}},
+    avx2 = {"vector_extensions": ["avx2"], "onednn": True, "tensorflow_build": "CPU only",
+            "gpu_driver": None}
+    plain = {"precision": "float32", "jit": False}
+    infos = [{"seed": 0, "cpu": "A", "tensorflow": "2.21.0", "numerics": avx2, "train": plain},
+             {"seed": 1, "cpu": "B", "tensorflow": "2.21.0", "numerics": avx2, "train": plain},
+             {"seed": 2, "cpu": "A", "tensorflow": "2.21.0", "numerics": avx2, "train": plain},
              {"seed": 3}]  # a record from before numerics were recorded
     groups = numerics_groups(infos)
     assert [(g["cpu"], g["seeds"]) for g in groups] == [("A", [0, 2]), ("B", [1])]
     assert groups[0]["precision"] == "float32" and groups[0]["gpu_name"] is None
+    assert groups[0]["tensorflow"] == "2.21.0" and groups[0]["onednn"] is True

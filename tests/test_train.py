@@ -101,9 +101,9 @@ def test_run_record(runs):
     assert info["train"] == {**tiny_settings(epochs=4).train.as_dict(), "device": "cpu"}
     assert (info["train_images"], info["test_images"]) == (72, 24)
     assert info["seconds_per_epoch"] > 0 and info["tensorflow"] and info["keras"]
-    assert set(info["numerics"]) == {"cpu", "vector_extensions", "onednn", "tensorflow",
-                                     "tensorflow_build", "gpu_driver"}
-    assert info["numerics"]["tensorflow"] == info["tensorflow"]
+    assert set(info["numerics"]) == {"vector_extensions", "onednn", "tensorflow_build",
+                                     "gpu_driver"}
+    assert info["numerics"]["onednn"] in (True, False) and info["numerics"]["tensorflow_build"]
 
 
 @pytest.mark.parametrize("precision, jit", [("mixed_bfloat16", True), ("mixed_float16", False)])

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+import typing
 from collections.abc import Callable, Sequence
 
 from lfwcnn.errors import LfwcnnError
@@ -41,3 +43,13 @@ def describe_os_error(err: OSError) -> str:
     files = " -> ".join(str(name) for name in (err.filename, err.filename2) if name is not None)
     reason = err.strerror or " ".join(str(err).split()) or type(err).__name__
     return f"{files}: {reason}" if files else reason
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line like every other, pointing at
+    ``--help``."""
+
+    help_hint = "--help"
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise LfwcnnError(f"{message} ({self.prog} {self.help_hint})")

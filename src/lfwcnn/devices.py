@@ -199,16 +199,16 @@ def cpu_model() -> str:
 
 
 def numerics() -> dict:
-    """What decides how this machine rounds (the same seed elsewhere gives other weights):
-    CPU and its vector extensions, oneDNN on or off, TensorFlow's build, the GPU driver."""
+    """What decides how this machine rounds (the same seed elsewhere gives other weights), beside
+    the CPU model and GPU name of :func:`select_device` and the versions of the run record: the
+    CPU's vector extensions, oneDNN on or off, TensorFlow's build, the GPU driver."""
     import tensorflow as tf
 
     flags = set((_cpuinfo("flags", "features") or "").split())
     build = tf.sysconfig.get_build_info()
-    return {"cpu": cpu_model(), "vector_extensions": [f for f in VECTOR_EXTENSIONS if f in flags],
+    return {"vector_extensions": [f for f in VECTOR_EXTENSIONS if f in flags],
             # TensorFlow's default on x86-64 Linux; TF_ENABLE_ONEDNN_OPTS=0 turns it off
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1").lower() not in ("0", "false"),
-            "tensorflow": tf.__version__,
             "tensorflow_build": (f"CUDA {build.get('cuda_version')}, cuDNN "
                                  f"{build.get('cudnn_version')}" if build.get("is_cuda_build")
                                  else "CPU only"),

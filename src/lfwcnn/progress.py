@@ -9,16 +9,15 @@ and the table says so with a question mark.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import socket
 import time
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 
 from lfwcnn.atomic import process_alive
+from lfwcnn.cli import OneLineParser
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.ownership import LATEST
 from lfwcnn.run_record import duration, read_history_csv, time_left
@@ -122,15 +121,10 @@ def table(rows: list[dict]) -> str:
                      .rstrip() for line in lines)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> typing.NoReturn:
-        raise LfwcnnError(f"{message} (python -m lfwcnn progress --help)")
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Print how far every training of a results folder is: run, seed, state, epoch of
     epochs, last test accuracy, training time so far and left, age of the last snapshot."""
-    parser = _Parser(prog="python -m lfwcnn progress", description=main.__doc__)
+    parser = OneLineParser(prog="python -m lfwcnn progress", description=main.__doc__)
     parser.add_argument("--results", type=Path, default=Path("results"), metavar="DIR",
                         help="the results folder (default: results)")
     parser.add_argument("--configfile", action="extend", nargs="+", default=[], metavar="FILE",

@@ -188,7 +188,8 @@ def numerics_groups(infos: list[dict]) -> list[dict]:
     groups: dict[str, dict] = {}
     for info in infos:
         if info.get("numerics"):
-            setting = {**info["numerics"], "gpu_name": info.get("gpu_name"),
+            setting = {**{k: info.get(k) for k in ("cpu", "tensorflow", "gpu_name")},
+                       **info["numerics"],
                        **{k: (info.get("train") or {}).get(k) for k in ("precision", "jit")}}
             group = groups.setdefault(json.dumps(setting, sort_keys=True), {**setting, "seeds": []})
             group["seeds"].append(info.get("seed"))

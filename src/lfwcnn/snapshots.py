@@ -40,7 +40,10 @@ class Snapshot(NamedTuple):
 
 def data_fingerprint(*arrays: np.ndarray) -> str:
     """Identify the arrays and split a backup was made from; a backup of other data is stale."""
-    return hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
+    digest = hashlib.sha256()  # array by array: no second copy of the images in memory
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def resume_fingerprint(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, seed: int,

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lfwcnn.cli import guarded
+from lfwcnn.cli import OneLineParser, guarded
 from lfwcnn.config import CHECKOUT, DEFAULT_CONFIG, load_config, read_step_json
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.settings import Settings, freeze
@@ -186,12 +186,11 @@ def run_step(
     return call(function, {**values, **{key: section(key) for key in sections}})
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, whose usage errors are one ``error:`` line like every other, and whose help
-    lists every step (built only when asked: it imports every step's module)."""
+class _Parser(OneLineParser):
+    """The runner's parser, whose help lists every step (built only when asked: it imports
+    every step's module)."""
 
-    def error(self, message: str) -> typing.NoReturn:
-        raise LfwcnnError(f"{message} (python -m lfwcnn --help lists the steps)")
+    help_hint = "--help lists the steps"
 
     def format_help(self) -> str:
         self.epilog = (
