@@ -44,11 +44,11 @@ def channel_thresholds(maps: np.ndarray, quantile: float) -> np.ndarray:
 
 def upsample(maps: np.ndarray, size: int) -> np.ndarray:
     """Bilinear upsampling of (n, h, w, c) maps to (n, size, size, c), float32."""
-    import tensorflow as tf
-
     maps = np.asarray(maps, dtype=np.float32)
     if maps.shape[1:3] == (size, size):
         return maps
+    import tensorflow as tf
+
     return tf.image.resize(maps, (size, size), method="bilinear", antialias=False).numpy()
 
 
@@ -150,7 +150,7 @@ def layer_activations(model, layer_names: Sequence[str], images: np.ndarray,
     the model expects), in batches, as float32 arrays."""
     import keras
 
-    extractor = keras.Model(model.inputs, [model.get_layer(n).output for n in layer_names])
+    extractor = keras.Model(model.input, [model.get_layer(n).output for n in layer_names])
     outputs: list[list[np.ndarray]] = [[] for _ in layer_names]
     for start in range(0, len(images), batch_size):
         batch = extractor(np.asarray(images[start:start + batch_size]), training=False)
