@@ -84,6 +84,21 @@ def test_small_maps_are_upsampled_bilinearly_to_the_input(masks):
     assert corner.idxmax() == "background" and corner["eyes"] == 0
 
 
+def test_large_regions_cap_the_iou(masks):
+    from lfwcnn.dissection import max_iou
+    from lfwcnn.part_masks import region_shares
+
+    shares = region_shares(masks)
+    assert abs(sum(shares.values()) - 1) < 1e-9  # the regions partition the pixels
+    assert max_iou(0.005, shares["background"]) < 0.04 < max_iou(0.005, shares["eyes"])
+    assert max_iou(0.02, 0.01) == 0.5 and max_iou(0.0, 0.3) == 0.0
+    # a unit firing on its top 0.5 % inside the background: a background IoU near the cap
+    ranks = np.where(masks["background"], np.arange(masks["background"].size).reshape(
+        masks["background"].shape), 0).astype(np.float32)
+    iou = channel_ious(ranks[..., None], masks, quantile=0.005).loc[0, "background"]
+    assert iou == pytest.approx(max_iou(0.005, shares["background"]), rel=0.01)
+
+
 def test_mismatched_masks_are_one_line(masks):
     with pytest.raises(LfwcnnError, match="activation maps"):
         channel_ious(np.zeros((N + 1, 4, 4, 1)), masks, quantile=0.005)

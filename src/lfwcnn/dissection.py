@@ -15,6 +15,13 @@ Interpretability of Deep Visual Representations", CVPR 2017, with face parts
 3. IoU_k,c = sum over the test set of |M_k & P_c| / sum of |M_k | P_c| for each region c;
 4. k is a detector of c when IoU_k,c > ``iou_threshold`` (Bau et al.: 0.04).
 
+A unit selects about ``quantile`` of all pixels, so its IoU with a region that covers a share
+s of them is at most quantile / s (:func:`max_iou`): with 0.005, a region must cover less
+than 0.005 / 0.04 = 12.5 % of the pixels for any unit to reach 0.04. The eyes, mouth, brows
+and nose of a 64x64 centre crop cover 1-3 % each; the two controls (the rest of the face,
+about 30 %, and the background, about 60 %) cannot have a detector at these settings. Their
+IoUs still show where units fire; the control that decides C7 is the untrained network.
+
 Channels are handled a few at a time (:data:`CHANNEL_CHUNK`) so that only that many
 upsampled maps of the test set are in memory at once.
 """
@@ -40,6 +47,14 @@ def channel_thresholds(maps: np.ndarray, quantile: float) -> np.ndarray:
         raise LfwcnnError(f"the dissection quantile must lie in (0, 1), got {quantile}")
     flat = np.asarray(maps, dtype=np.float32).reshape(-1, maps.shape[-1])
     return np.quantile(flat, 1 - quantile, axis=0).astype(np.float32)
+
+
+def max_iou(quantile: float, region_share: float) -> float:
+    """The largest IoU a unit selecting a ``quantile`` share of the pixels can reach with a
+    region covering ``region_share`` of them (the smaller over the larger)."""
+    if quantile <= 0 or region_share <= 0:
+        return 0.0
+    return min(quantile, region_share) / max(quantile, region_share)
 
 
 def upsample(maps: np.ndarray, size: int) -> np.ndarray:

@@ -81,3 +81,8 @@ def part_masks(points: np.ndarray, size: int) -> dict[str, np.ndarray]:
         for region, mask in image_masks(face, size).items():
             masks[region][i] = mask
     return masks
+
+
+def region_shares(masks: dict[str, np.ndarray]) -> dict[str, float]:
+    """The share of all pixels of all faces that each region covers."""
+    return {region: float(np.mean(mask)) for region, mask in masks.items()}
