@@ -38,7 +38,7 @@ class Clock:
 
 
 def views(model, name, test_x, test_labels, masks, clock, args) -> dict:
-    from lfwcnn.dissection import detector_counts, dissect, layer_activations
+    from lfwcnn.dissection import detector_counts, dissect, layer_activations, units_per_layer
     from lfwcnn.gradcam import gradcam
     from lfwcnn.inversion import filter_patterns, invert_layer, reconstruction_scores
     from lfwcnn.model import feature_layer_names
@@ -62,7 +62,8 @@ def views(model, name, test_x, test_labels, masks, clock, args) -> dict:
         clock(f"{name}: filter patterns", filter_patterns, model, layer, steps=40,
               step_size=0.02, seed=0)
     top = table[table["region"].isin(["eyes", "mouth"])].nlargest(4, "iou")
-    return {"counts": counts.to_dict(orient="index"), "mean_ssim": scores["ssim"].to_dict(),
+    return {"counts": counts.to_dict(orient="index"), "units": units_per_layer(table),
+            "mean_ssim": scores["ssim"].to_dict(),
             "mean_psnr": scores["psnr"].to_dict(), "top_eye_mouth_units": top.to_dict("records"),
             "gradcam_mean": float(cams.mean())}
 
@@ -115,7 +116,8 @@ def main() -> None:
 
         counts = {k: pd.DataFrame.from_dict(v["counts"], orient="index")
                   for k, v in results.items()}
-        results["c7"] = c7_verdict(counts["trained"], counts["untrained"])
+        results["c7"] = c7_verdict(counts["trained"], counts["untrained"],
+                                   units=results["trained"]["units"])
         results["c8"] = c8_verdict(results["trained"]["mean_ssim"],
                                    results["untrained"]["mean_ssim"])
         print(json.dumps({k: results[k] for k in ("c7", "c8")}, indent=1))

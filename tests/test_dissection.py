@@ -15,6 +15,7 @@ from lfwcnn.dissection import (
     detector_counts,
     dissect,
     layer_activations,
+    units_per_layer,
     upsample,
 )
 from lfwcnn.errors import LfwcnnError
@@ -126,6 +127,16 @@ def test_c7_verdict():
     shallow = c7_verdict(_counts({"eyes": [9, 0, 0], "mouth": [5, 0, 1]}), untrained)
     assert shallow["more_than_untrained"] and not shallow["more_in_deeper_layers"]
     assert not shallow["holds"]
+    # per unit: conv1's 32 channels against 64 + 128 deeper ones
+    per_unit = c7_verdict(trained, untrained, units={"conv1": 32, "pool1": 32, "conv2": 64})
+    assert per_unit["depth"]["first_per_unit"] == 1 / 32
+    assert per_unit["depth"]["deeper_per_unit"] == 10 / 96 and per_unit["holds"]
+    assert "per unit" in per_unit["rule"]
+    sparse = c7_verdict(_counts({"eyes": [2, 1, 1], "mouth": [1, 1, 1]}), _counts({}),
+                        units={"conv1": 8, "pool1": 64, "conv2": 64})
+    assert sparse["depth"] == {"first": 3, "deeper": 4, "first_per_unit": 3 / 8,
+                               "deeper_per_unit": 4 / 128}
+    assert not sparse["more_in_deeper_layers"]
     with pytest.raises(LfwcnnError, match="conv0"):
         c7_verdict(trained, untrained, first="conv0")
 
@@ -148,4 +159,5 @@ def test_dissection_of_the_papers_network():
     assert len(table) == (32 + 128) * len(REGIONS)
     assert table["iou"].between(0, 1).all()
     assert list(detector_counts(table).index) == ["conv1", "pool3"]
+    assert units_per_layer(table) == {"conv1": 32, "pool3": 128}
     assert isinstance(keras.__version__, str)

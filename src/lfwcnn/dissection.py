@@ -122,21 +122,30 @@ def detector_counts(table: pd.DataFrame) -> pd.DataFrame:
     return counts.reindex(index=layers, columns=regions, fill_value=0).astype(int)
 
 
+def units_per_layer(table: pd.DataFrame) -> dict[str, int]:
+    """The number of channels dissected in each layer of a :func:`dissect` table."""
+    return {layer: int(group["channel"].nunique())
+            for layer, group in table.groupby("layer", sort=False)}
+
+
 C7_RULE = (
     "C7 holds when the trained network has more eye detectors and more mouth detectors than "
     "the same network with its untrained initial weights (same seed), counted over all "
     "dissected layers, and when its deeper layers (every layer after {first}) hold more eye "
-    "and mouth detectors than {first}; the untrained network is the control, since untrained "
-    "units also respond to position."
+    "and mouth detectors than {first}{per_unit}; the untrained network is the control, since "
+    "untrained units also respond to position."
 )
 
 
 def c7_verdict(trained: pd.DataFrame, untrained: pd.DataFrame, *, first: str = "conv1",
-               parts: Sequence[str] = C7_PARTS) -> dict:
+               parts: Sequence[str] = C7_PARTS, units: Mapping[str, int] | None = None) -> dict:
     """The C7 verdict from detector counts (:func:`detector_counts`) of the trained and the
     untrained network: the counts per part, whether each condition holds, the rule in words.
-    "More in deeper layers than in conv1": the detectors of the parts in the layers after
-    ``first``, summed, exceed those in ``first``."""
+
+    "More in deeper layers than in conv1": the eye and mouth detectors of the layers after
+    ``first``, summed, exceed those of ``first``; with ``units`` (channels per layer,
+    :func:`units_per_layer`), per unit: deeper detectors / deeper units > those of ``first``
+    (deeper layers have more channels, so counts alone favour them)."""
     if first not in trained.index:
         raise LfwcnnError(f"the C7 rule compares with {first}, which was not dissected")
     part_counts = {}
@@ -147,15 +156,25 @@ def c7_verdict(trained: pd.DataFrame, untrained: pd.DataFrame, *, first: str = "
                              "trained_first": int(got.get(first, 0)),
                              "trained_deeper": int(got.drop(first).sum())}
     beats_control = all(c["trained"] > c["untrained"] for c in part_counts.values())
-    grows_with_depth = sum(c["trained_deeper"] for c in part_counts.values()) > sum(
-        c["trained_first"] for c in part_counts.values())
+    in_first = sum(c["trained_first"] for c in part_counts.values())
+    deeper = sum(c["trained_deeper"] for c in part_counts.values())
+    verdict_depth: dict = {"first": in_first, "deeper": deeper}
+    if units is None:
+        grows_with_depth = deeper > in_first
+    else:
+        deeper_units = sum(units[layer] for layer in trained.index if layer != first)
+        verdict_depth.update(first_per_unit=in_first / units[first],
+                             deeper_per_unit=deeper / deeper_units if deeper_units else 0.0)
+        grows_with_depth = verdict_depth["deeper_per_unit"] > verdict_depth["first_per_unit"]
     return {
         "claim": "C7",
         "holds": bool(beats_control and grows_with_depth),
         "more_than_untrained": bool(beats_control),
         "more_in_deeper_layers": bool(grows_with_depth),
         "counts": part_counts,
-        "rule": C7_RULE.format(first=first),
+        "depth": verdict_depth,
+        "rule": C7_RULE.format(first=first, per_unit="" if units is None else
+                               " per unit (detectors divided by channels)"),
     }
 
 
