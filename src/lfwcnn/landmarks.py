@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -161,8 +162,13 @@ def find_landmarks_in(paths: Sequence[Path], *, workers: int, upsample: int = 0
         _init_worker(upsample)
         results = [_find_chunk(chunk) for chunk in chunks]
     else:
+        # a fresh worker process, not a fork of this one: a step or test that has started
+        # TensorFlow's threads must not be forked
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
+            else "spawn"
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                                 initargs=(upsample,)) as pool:
+                                 initargs=(upsample,),
+                                 mp_context=multiprocessing.get_context(method)) as pool:
             results = list(pool.map(_find_chunk, chunks))  # map keeps the order
     return np.concatenate([r[0] for r in results]), np.concatenate([r[1] for r in results])
 
