@@ -47,6 +47,7 @@ from PIL import Image
 from lfwcnn.atomic import atomic_path
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.loading import load_npz
+from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +163,10 @@ def find_landmarks_in(paths: Sequence[Path], *, workers: int, upsample: int = 0
         _init_worker(upsample)
         results = [_find_chunk(chunk) for chunk in chunks]
     else:
-        # a fresh worker process, not a fork of this one: a step or test that has started
-        # TensorFlow's threads must not be forked
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() \
-            else "spawn"
+        # fork, as lfwcnn.prepare's pool on Linux: a forkserver or spawned worker re-imports
+        # the __main__ script, which for a Snakemake job is the step's script (it would run
+        # the step again). dlib holds the GIL, so threads would not run in parallel.
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
                                  initargs=(upsample,),
                                  mp_context=multiprocessing.get_context(method)) as pool:
@@ -191,7 +192,7 @@ def compute_landmarks(files: Sequence[str], root: str | os.PathLike, *,
     return Landmarks(points=points, detected=detected, files=np.array([str(f) for f in files]))
 
 
-def dataset_landmarks(dataset: str | os.PathLike, images: str | os.PathLike, data, *,
+def dataset_landmarks(dataset: str | os.PathLike, images: str | os.PathLike, data: Settings, *,
                       workers: int = 1, upsample: int = 0) -> Landmarks:
     """Landmarks for every face of a prepared ``dataset`` .npz whose images came from the
     LFW folder ``images``; ``data`` is the config's data section it was prepared with."""
@@ -223,8 +224,8 @@ def load_landmarks(path: str | os.PathLike) -> Landmarks:
     return landmarks
 
 
-def find_landmarks(*, dataset: Path, images: Path, landmarks: Path, data, threads: int = 1,
-                   upsample: int = 0) -> None:
+def find_landmarks(*, dataset: Path, images: Path, landmarks: Path, data: Settings,
+                   threads: int = 1, upsample: int = 0) -> None:
     """Step (to be wired): the landmarks of every face of ``dataset`` written to
     ``landmarks`` (.npz: points, detected, files)."""
     save_landmarks(landmarks, dataset_landmarks(dataset, images, data, workers=threads,
