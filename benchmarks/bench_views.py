@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--tv-weight", type=float, default=0.01)
     parser.add_argument("--quantile", type=float, default=0.005)
     parser.add_argument("--iou-threshold", type=float, default=0.04)
+    parser.add_argument("--grow", type=int, default=0, help="widen each part by N pixels")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "views.json"))
     args = parser.parse_args()
 
@@ -89,7 +90,7 @@ def main() -> None:
     from lfwcnn.landmarks import compute_landmarks
     from lfwcnn.loading import load_keras_model
     from lfwcnn.model import scale_pixels
-    from lfwcnn.part_masks import part_masks
+    from lfwcnn.part_masks import part_masks, region_shares
     from lfwcnn.prepare import prepare
     from lfwcnn.split import split_indices
 
@@ -102,7 +103,9 @@ def main() -> None:
                   crop_rows=tuple(crop.rows), crop_cols=tuple(crop.cols),
                   size=settings.data.image_size, workers=2)
     print(f"  a face detected in {marks.detected.sum()} of {len(test)} test images")
-    masks = clock("part masks", part_masks, marks.points, settings.data.image_size)
+    masks = clock("part masks", part_masks, marks.points, settings.data.image_size,
+                  grow=args.grow)
+    print("  region shares:", {k: round(v, 4) for k, v in region_shares(masks).items()})
     test_x, test_labels = scale_pixels(data.images[test]), data.labels[test]
     keras.utils.set_random_seed(args.seed)
     untrained = untrained_model(data.n_classes, data.images.shape[1:], settings.model,

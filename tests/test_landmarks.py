@@ -82,6 +82,15 @@ def test_part_masks_are_disjoint_and_the_controls_partition_the_rest():
     assert CONTROLS == ("face_rest", "background")
 
 
+def test_grown_parts_are_larger_and_still_a_partition():
+    faces = synthetic_faces(3)
+    plain, grown = part_masks(faces, 64), part_masks(faces, 64, grow=1)
+    np.testing.assert_array_equal(np.stack([grown[r] for r in REGIONS]).sum(axis=0), 1)
+    assert grown["eyes"].sum() > 2 * plain["eyes"].sum()
+    assert (grown["eyes"] >= plain["eyes"]).all()  # eyes come first: they only gain
+    assert grown["background"].sum() <= plain["background"].sum()
+
+
 def test_part_masks_refuse_other_shapes():
     with pytest.raises(ValueError, match=r"\(n, 68, 2\)"):
         part_masks(np.zeros((2, 5, 2)), 64)

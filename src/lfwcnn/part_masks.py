@@ -13,6 +13,10 @@ partition the image: every pixel is in exactly one of them.
 - face_rest: inside the outline jaw (0-16) then brows (26 to 17), minus the four parts;
 - background: the rest of the image.
 
+On a 64x64 centre crop an open eye is one or two pixels high; ``grow`` widens each part by
+that many pixels (a binary dilation with a 3x3 square, repeated) before the parts are made
+disjoint, for a coarser "eye region".
+
 Where two parts overlap (a brow band reaching the eye, the nose's top between the eyes) the
 pixel goes to the first of :data:`PARTS` (eyes, mouth, eyebrows, nose), so no pixel counts
 for two parts.
@@ -50,8 +54,10 @@ def brow_band(brow: np.ndarray, eye: np.ndarray) -> np.ndarray:
     return np.concatenate([brow, (brow + shift)[::-1]])
 
 
-def image_masks(points: np.ndarray, size: int) -> dict[str, np.ndarray]:
+def image_masks(points: np.ndarray, size: int, grow: int = 0) -> dict[str, np.ndarray]:
     """The six region masks of one face, from its (68, 2) landmarks in the crop frame."""
+    from scipy.ndimage import binary_dilation
+
     points = np.asarray(points, dtype=np.float64)
     raw = {
         "eyes": fill(points[RIGHT_EYE], size) | fill(points[LEFT_EYE], size),
@@ -60,6 +66,9 @@ def image_masks(points: np.ndarray, size: int) -> dict[str, np.ndarray]:
         | fill(brow_band(points[LEFT_BROW], points[LEFT_EYE]), size),
         "nose": fill(points[NOSE], size),
     }
+    if grow:
+        raw = {part: binary_dilation(mask, np.ones((3, 3), bool), iterations=grow)
+               for part, mask in raw.items()}
     masks, taken = {}, np.zeros((size, size), dtype=bool)
     for part in PARTS:
         masks[part] = raw[part] & ~taken
@@ -70,15 +79,16 @@ def image_masks(points: np.ndarray, size: int) -> dict[str, np.ndarray]:
     return masks
 
 
-def part_masks(points: np.ndarray, size: int) -> dict[str, np.ndarray]:
+def part_masks(points: np.ndarray, size: int, grow: int = 0) -> dict[str, np.ndarray]:
     """Masks of every region (:data:`REGIONS`) for every face: bool (n, size, size) each, from
-    landmarks (n, 68, 2) in the crop frame (:class:`lfwcnn.landmarks.Landmarks.points`)."""
+    landmarks (n, 68, 2) in the crop frame (:class:`lfwcnn.landmarks.Landmarks.points`),
+    each part widened by ``grow`` pixels."""
     points = np.asarray(points)
     if points.ndim != 3 or points.shape[1:] != (68, 2):
         raise ValueError(f"landmarks must be (n, 68, 2), got {points.shape}")
     masks = {region: np.zeros((len(points), size, size), dtype=bool) for region in REGIONS}
     for i, face in enumerate(points):
-        for region, mask in image_masks(face, size).items():
+        for region, mask in image_masks(face, size, grow).items():
             masks[region][i] = mask
     return masks
 
