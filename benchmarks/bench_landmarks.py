@@ -28,10 +28,9 @@ LANDMARKS = """
 import resource, sys, time
 from pathlib import Path
 from lfwcnn.landmarks import compute_landmarks
-from lfwcnn.prepare import list_people
 root = Path(sys.argv[1])
-people = list_people(root).people
-files = [f"{p}/{f}" for p, names in people.items() if len(names) >= 30 for f in names]
+people = {p.name: sorted(f.name for f in p.glob("*.jpg")) for p in root.iterdir() if p.is_dir()}
+files = [f"{p}/{f}" for p, names in sorted(people.items()) if len(names) >= 30 for f in names]
 start, cpu = time.perf_counter(), time.process_time()
 marks = compute_landmarks(files, root, crop_rows=(61, 189), crop_cols=(61, 189), size=64,
                           workers=int(sys.argv[2]))

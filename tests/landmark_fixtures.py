@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+
+def people_files(root: Path, min_images: int) -> list[str]:
+    """``Person/Person_NNNN.jpg`` of the people with at least ``min_images`` JPEGs, sorted."""
+    files = []
+    for person in sorted(p for p in root.iterdir() if p.is_dir()):
+        names = sorted(f.name for f in person.glob("*.jpg"))
+        if len(names) >= min_images:
+            files += [f"{person.name}/{name}" for name in names]
+    return files
 
 
 def _arc(cx, cy, rx, ry, start, stop, n):

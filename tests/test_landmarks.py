@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-from landmark_fixtures import synthetic_face, synthetic_faces
+from landmark_fixtures import people_files, synthetic_face, synthetic_faces
 from workflow_runner import SHARED_LFW, SHARED_LFW_REASON
 
 from lfwcnn.errors import LfwcnnError
@@ -98,11 +98,7 @@ def test_part_masks_refuse_other_shapes():
 
 # ------------------------------------------------------------------ the real LFW
 def _people_files(min_images: int) -> list[str]:
-    from lfwcnn.prepare import list_people
-
-    people = list_people(SHARED_LFW).people
-    return [f"{p}/{f}" for p, names in people.items() if len(names) >= min_images
-            for f in names]
+    return people_files(SHARED_LFW, min_images)
 
 
 @pytest.mark.real_lfw
