@@ -47,6 +47,7 @@ from PIL import Image
 from lfwcnn.atomic import atomic_path
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.loading import load_npz
+from lfwcnn.ownership import check_outputs
 from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -225,8 +226,10 @@ def load_landmarks(path: str | os.PathLike) -> Landmarks:
 
 
 def find_landmarks(*, dataset: Path, images: Path, landmarks: Path, data: Settings,
-                   threads: int = 1, upsample: int = 0) -> None:
-    """Step (to be wired): the landmarks of every face of ``dataset`` written to
-    ``landmarks`` (.npz: points, detected, files)."""
+                   views: Settings, threads: int = 1) -> None:
+    """Step: the landmarks of every face of ``dataset`` (prepared from the LFW folder
+    ``images`` with the config section ``data``) written to ``landmarks`` (.npz: points,
+    detected, files), over ``threads`` worker processes."""
+    check_outputs({"landmarks": landmarks}, {"dataset": dataset, "images": images})
     save_landmarks(landmarks, dataset_landmarks(dataset, images, data, workers=threads,
-                                                upsample=upsample))
+                                                upsample=views.landmarks.upsample))

@@ -260,3 +260,134 @@ def plot_runs(summary: dict, path: str | os.PathLike) -> None:
                  fontsize=10)
     fig.tight_layout()
     save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- what the network learned (C7, C8)
+
+
+def plot_detector_counts(counts: Mapping[str, pd.DataFrame], iou_threshold: float,
+                         path: str | os.PathLike) -> None:
+    """Claim C7: detectors per layer (x) for each part (one panel each), the trained network's
+    bars beside the untrained control's."""
+    regions = list(next(iter(counts.values())).columns)
+    layers = list(next(iter(counts.values())).index)
+    cols = min(3, len(regions))
+    rows = math.ceil(len(regions) / cols)
+    fig, axes = subplots(rows, cols, figsize=(3.6 * cols, 2.6 * rows + 0.4))
+    axes = np.atleast_1d(axes).ravel()
+    x = np.arange(len(layers))
+    for ax, region in zip(axes, regions, strict=False):
+        for k, (name, table) in enumerate(counts.items()):
+            ax.bar(x + (k - 0.5) * 0.4, table[region].to_numpy(), width=0.4, label=name,
+                   color=("#1f77b4", "#bbbbbb")[k % 2])
+        ax.set_xticks(x, layers, fontsize=7)
+        ax.set_title(region, fontsize=9)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in axes[len(regions):]:
+        ax.set_axis_off()
+    axes[0].set_ylabel("detectors", fontsize=8)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"Units with IoU > {iou_threshold} per layer and part: trained vs untrained",
+                 fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_top_units(faces: np.ndarray, units: Sequence[Mapping], activations: Mapping,
+                   masks: Mapping[str, np.ndarray], quantile: float,
+                   per_unit: int, path: str | os.PathLike) -> None:
+    """Claim C7: for each unit of ``units`` (rows: layer, channel, region, iou), its
+    ``per_unit`` top-activating faces with the unit's top-``quantile`` area in red and the
+    part's outline in yellow."""
+    from lfwcnn.dissection import channel_thresholds, upsample
+
+    rows = max(1, len(units))
+    fig, axes = subplots(rows, per_unit, figsize=(1.5 * per_unit + 0.2, 1.7 * rows + 0.3))
+    axes = np.asarray(axes).reshape(rows, per_unit)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    size = faces.shape[1]
+    for r, unit in enumerate(units):
+        maps = activations[unit["layer"]][..., [unit["channel"]]]
+        threshold = channel_thresholds(maps, quantile)[0]
+        peaks = maps.reshape(len(maps), -1).max(axis=1)
+        for c, i in enumerate(np.argsort(-peaks, kind="stable")[:per_unit]):
+            area = upsample(maps[i: i + 1], size)[0, :, :, 0] >= threshold
+            ax = axes[r, c]
+            ax.imshow(faces[i], interpolation="nearest")
+            ax.imshow(np.ma.masked_where(~area, area), cmap="autumn", alpha=0.55,
+                      interpolation="nearest")
+            ax.contour(masks[unit["region"]][i], levels=[0.5], colors="yellow", linewidths=0.7)
+            if c == 0:
+                ax.set_title(f"{unit['layer']} #{unit['channel']} {unit['region']} "
+                             f"IoU {unit['iou']:.3f}", fontsize=7, loc="left")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_reconstructions(faces: np.ndarray, reconstructions: Mapping[str, Mapping[str, np.ndarray]],
+                         scores: Sequence[pd.DataFrame], path: str | os.PathLike) -> None:
+    """Claim C8: each face (first column) and its reconstruction from every layer, one row per
+    face and network, titled with the reconstruction's SSIM and PSNR."""
+    table = pd.concat(scores).set_index(["network", "layer", "image"])
+    layers = list(next(iter(reconstructions.values())))
+    rows = [(name, i) for name in reconstructions for i in range(len(faces))]
+    fig, axes = subplots(len(rows), len(layers) + 1,
+                         figsize=(1.3 * (len(layers) + 1) + 0.6, 1.45 * len(rows) + 0.3))
+    axes = np.asarray(axes).reshape(len(rows), len(layers) + 1)
+    for r, (name, i) in enumerate(rows):
+        axes[r, 0].imshow(faces[i], interpolation="nearest")
+        axes[r, 0].set_title(f"{name}: input", fontsize=6)
+        for c, layer in enumerate(layers, start=1):
+            score = table.loc[(name, layer, i)]
+            axes[r, c].imshow(np.clip(reconstructions[name][layer][i], 0, 1),
+                              interpolation="nearest")
+            axes[r, c].set_title(f"{layer} SSIM {score['ssim']:.2f}\n{score['psnr']:.1f} dB",
+                                 fontsize=6)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_patterns(patterns: np.ndarray, layer: str, path: str | os.PathLike) -> None:
+    """The input (H, W, 3) that maximises each filter of ``layer``, one tile per filter."""
+    n, height, width, _ = patterns.shape
+    cols = min(TILES_PER_ROW, n)
+    rows = math.ceil(n / cols)
+    gap = 2
+    mosaic = np.ones((rows * (height + gap) - gap, cols * (width + gap) - gap, 3))
+    for k in range(n):
+        r, c = divmod(k, cols)
+        tile = patterns[k] - patterns[k].min()
+        tile = tile / tile.max() if tile.max() > 0 else tile
+        mosaic[r * (height + gap): r * (height + gap) + height,
+               c * (width + gap): c * (width + gap) + width] = tile
+    fig_height = max(1.6, mosaic.shape[0] * (11.0 / mosaic.shape[1]) + 0.6)
+    fig, ax = subplots(figsize=(11.0, fig_height))
+    ax.imshow(mosaic, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(f"{layer}: the input that maximises each of its {n} filters", fontsize=10)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=1 - 0.45 / fig_height)
+    save_figure(fig, path)
+
+
+def plot_gradcam(faces: np.ndarray, cams: np.ndarray, rows: pd.DataFrame,
+                 path: str | os.PathLike) -> None:
+    """Grad-CAM heat maps over the faces, each titled with the true and predicted person."""
+    n = len(faces)
+    cols = min(6, max(n, 1))
+    grid_rows = max(1, math.ceil(n / cols))
+    fig, axes = subplots(grid_rows, cols, figsize=(1.9 * cols, 2.2 * grid_rows))
+    axes = np.asarray(axes).reshape(-1)
+    for ax in axes:
+        ax.set_axis_off()
+    for k in range(n):
+        ax = axes[k]
+        ax.imshow(faces[k], interpolation="nearest")
+        ax.imshow(cams[k], cmap="jet", alpha=0.4, vmin=0, vmax=1, interpolation="bilinear")
+        row = rows.iloc[k]
+        ax.set_title(f"{row['true']}\n-> {row['predicted']}", fontsize=6, parse_math=False,
+                     color="black" if row["correct"] else "red")
+    fig.tight_layout()
+    save_figure(fig, path)

@@ -1,0 +1,239 @@
+"""The steps of issue 15's views of what the network learned (claims C7 and C8), each for a
+trained model and, as the control, the same network with its untrained initial weights (the
+weights training with the same seed starts from):
+
+* :func:`dissect_units`: network dissection on face parts (:mod:`lfwcnn.dissection`, masks
+  from the landmarks of :func:`lfwcnn.landmarks.find_landmarks`), the C7 verdict;
+* :func:`invert_layers`: the test faces reconstructed from every layer's activations
+  (:mod:`lfwcnn.inversion`), PSNR and SSIM per layer, the C8 verdict;
+* :func:`draw_filter_patterns`: the input that maximises each filter of a conv layer;
+* :func:`draw_gradcam`: Grad-CAM of one test face per person (:mod:`lfwcnn.gradcam`).
+
+Every output is a file a person can open (CSV, JSON, npz, PNG); the report
+(:mod:`lfwcnn.report`, :func:`lfwcnn.claims.verdict_c7` and ``verdict_c8``) reads the JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lfwcnn import plots
+from lfwcnn.activations import layer_files, save_npz
+from lfwcnn.atomic import atomic_path, write_text
+from lfwcnn.dataset import Dataset, load_dataset, load_split
+from lfwcnn.errors import LfwcnnError
+from lfwcnn.evaluate import load_model
+from lfwcnn.model import FEATURE_LAYER, scale_pixels
+from lfwcnn.ownership import check_outputs, listed
+from lfwcnn.settings import Settings
+
+log = logging.getLogger(__name__)
+
+NETWORKS = ("trained", "untrained")
+TOP_UNITS = 2  # top units of each C7 part shown with their top-activating faces
+TOP_FACES = 4
+
+
+def write_json(path: Path, value: dict) -> None:
+    import json
+
+    write_text(path, json.dumps(value, indent=2, default=float) + "\n")
+
+
+def write_csv(path: Path, table: pd.DataFrame) -> None:
+    with atomic_path(path, suffix=".csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def feature_layers(network) -> list[str]:
+    """The conv and pooling layers of a model, in order (conv1, pool1, ...)."""
+    names = [layer.name for layer in network.layers if FEATURE_LAYER.match(layer.name)]
+    if not names:
+        raise LfwcnnError(f"model {network.name} has no conv/pooling layer (conv1, pool1, ...)")
+    return names
+
+
+def networks(network: Path, data: Dataset, model: Settings, seed: int) -> dict:
+    """The trained model of ``network`` and the untrained one of the same seed."""
+    from lfwcnn.dissection import untrained_model
+
+    trained = load_model(network, data.images)
+    return {"trained": trained,
+            "untrained": untrained_model(data.n_classes, data.images.shape[1:], model, seed)}
+
+
+def test_faces(dataset: Path, split: Path) -> tuple[Dataset, np.ndarray]:
+    data = load_dataset(dataset)
+    _, test_idx = load_split(split, data)
+    if not len(test_idx):
+        raise LfwcnnError(f"{split}: no test faces")
+    return data, test_idx
+
+
+def dissect_units(*, network: Path, dataset: Path, split: Path, landmarks: Path, units: Path,
+                  counts: Path, figure: Path, top_figure: Path, model: Settings,
+                  views: Settings, seed: int) -> None:
+    """Step: every channel of every conv and pooling layer of the trained and the untrained
+    network dissected on the test faces' part masks: ``units`` (CSV: network, layer, channel,
+    region, iou, detector), ``counts`` (JSON: detectors per layer and region of each network,
+    channels per layer, region shares and the IoU each can reach, top eye and mouth units, the
+    C7 verdict), ``figure`` (detectors per layer and part, trained vs untrained) and
+    ``top_figure`` (the top eye and mouth units' top-activating faces, region overlaid)."""
+    from lfwcnn.dissection import (
+        C7_PARTS,
+        c7_verdict,
+        detector_counts,
+        dissect,
+        layer_activations,
+        max_iou,
+        units_per_layer,
+    )
+    from lfwcnn.landmarks import load_landmarks
+    from lfwcnn.part_masks import part_masks, region_shares
+
+    check_outputs({"units": units, "counts": counts, "figure": figure, "top_figure": top_figure},
+                  {"network": network, "dataset": dataset, "split": split,
+                   "landmarks": landmarks})
+    settings = views.dissection
+    data, test_idx = test_faces(dataset, split)
+    marks = load_landmarks(landmarks)
+    if list(map(str, marks.files)) != list(map(str, data.files)):
+        raise LfwcnnError(f"{landmarks}: its faces are not those of {dataset} (run "
+                          "find_landmarks again)")
+    size = data.images.shape[1]
+    masks = part_masks(marks.points[test_idx], size, grow=settings.grow)
+    faces = scale_pixels(data.images[test_idx])
+    tables, acts = {}, {}
+    for name, net in networks(network, data, model, seed).items():
+        layers = feature_layers(net)
+        acts[name] = layer_activations(net, layers, faces)
+        tables[name] = dissect(acts[name], masks, quantile=settings.quantile,
+                               iou_threshold=settings.iou_threshold)
+    found = {name: detector_counts(table) for name, table in tables.items()}
+    per_layer = units_per_layer(tables["trained"])
+    verdict = c7_verdict(found["trained"], found["untrained"], first=next(iter(per_layer)),
+                         units=per_layer)
+    shares = region_shares(masks)
+    trained = tables["trained"]
+    top = []
+    for part in C7_PARTS:
+        best = trained[trained["region"] == part].nlargest(TOP_UNITS, "iou")
+        top += best.to_dict("records")
+    write_csv(units, pd.concat([t.assign(network=name) for name, t in tables.items()])[
+        ["network", "layer", "channel", "region", "iou", "detector"]])
+    write_json(counts, {
+        "quantile": settings.quantile, "iou_threshold": settings.iou_threshold,
+        "grow": settings.grow, "test_faces": len(test_idx),
+        "detected_faces": int(marks.detected[test_idx].sum()),
+        "units": per_layer,
+        "counts": {name: {layer: {region: int(n) for region, n in row.items()}
+                          for layer, row in table.to_dict(orient="index").items()}
+                   for name, table in found.items()},
+        "best_iou": {name: table.groupby("region", sort=False)["iou"].max().to_dict()
+                     for name, table in tables.items()},
+        "region_shares": shares,
+        "max_iou": {region: max_iou(settings.quantile, share) for region, share in shares.items()},
+        "top_units": [{key: (value.item() if hasattr(value, "item") else value)
+                       for key, value in row.items()} for row in top],
+        "c7": verdict,
+    })
+    plots.plot_detector_counts(found, settings.iou_threshold, figure)
+    plots.plot_top_units(data.images[test_idx], top, acts["trained"], masks, settings.quantile,
+                         TOP_FACES, top_figure)
+    log.info("C7 %s: detectors (eyes, mouth) trained %s, untrained %s",
+             "holds" if verdict["holds"] else "does not hold",
+             [c["trained"] for c in verdict["counts"].values()],
+             [c["untrained"] for c in verdict["counts"].values()])
+
+
+def invert_layers(*, network: Path, dataset: Path, split: Path, reconstructions: Path,
+                  scores: Path, summary: Path, figure: Path, model: Settings, views: Settings,
+                  seed: int) -> None:
+    """Step: the first ``views.inversion.faces`` test faces reconstructed from each conv and
+    pooling layer of the trained and the untrained network: ``reconstructions`` (npz: faces,
+    layers, and ``<network>_<layer>`` (n, H, W, 3) in [0, 1]), ``scores`` (CSV: network, layer,
+    image, psnr, ssim), ``summary`` (JSON: mean PSNR and SSIM per layer, the C8 verdict) and
+    ``figure`` (the reconstructions side by side)."""
+    from lfwcnn.inversion import c8_verdict, invert_layer, reconstruction_scores
+
+    check_outputs({"reconstructions": reconstructions, "scores": scores, "summary": summary,
+                   "figure": figure}, {"network": network, "dataset": dataset, "split": split})
+    settings = views.inversion
+    data, test_idx = test_faces(dataset, split)
+    chosen = test_idx[: settings.faces]
+    faces = scale_pixels(data.images[chosen])
+    arrays: dict[str, np.ndarray] = {}
+    tables, means = [], {}
+    for name, net in networks(network, data, model, seed).items():
+        layers = feature_layers(net)
+        recon = {layer: invert_layer(net, layer, faces, steps=settings.steps,
+                                     learning_rate=settings.learning_rate,
+                                     tv_weight=settings.tv_weight, seed=settings.seed)
+                 for layer in layers}
+        arrays.update({f"{name}_{layer}": images for layer, images in recon.items()})
+        table = reconstruction_scores(faces, recon).assign(network=name)
+        tables.append(table)
+        means[name] = table.groupby("layer", sort=False)[["psnr", "ssim"]].mean()
+    verdict = c8_verdict(means["trained"]["ssim"].to_dict(), means["untrained"]["ssim"].to_dict(),
+                         threshold=settings.ssim_threshold)
+    save_npz(reconstructions, faces=faces, files=data.files[chosen], layers=np.array(layers),
+             **arrays)
+    write_csv(scores, pd.concat(tables)[["network", "layer", "image", "psnr", "ssim"]])
+    write_json(summary, {
+        "faces": [str(f) for f in data.files[chosen]], "steps": settings.steps,
+        "tv_weight": settings.tv_weight, "ssim_threshold": settings.ssim_threshold,
+        "layers": {name: [{"layer": layer, "psnr": float(row["psnr"]), "ssim": float(row["ssim"])}
+                          for layer, row in table.iterrows()] for name, table in means.items()},
+        "c8": verdict,
+    })
+    plots.plot_reconstructions(faces, {name: {layer: arrays[f"{name}_{layer}"]
+                                              for layer in layers} for name in NETWORKS},
+                               tables, figure)
+    log.info("C8 %s: mean SSIM per layer (trained) %s", "holds" if verdict["holds"] else
+             "does not hold", {k: round(v, 3) for k, v in means["trained"]["ssim"].items()})
+
+
+def draw_filter_patterns(*, network: Path, grids: list[Path], views: Settings) -> None:
+    """Step: for each conv layer named by a file of ``grids`` (``conv1.png``), a grid of the
+    inputs that maximise each of its filters (gradient ascent from a neutral grey image)."""
+    from lfwcnn.inversion import filter_patterns
+    from lfwcnn.loading import load_keras_model
+
+    paths = layer_files(grids, "grids")
+    check_outputs(listed("grids", grids), {"network": network})
+    net = load_keras_model(network)
+    settings = views.filter_patterns
+    for layer, path in paths.items():
+        patterns = filter_patterns(net, layer, steps=settings.steps,
+                                   step_size=settings.step_size, seed=settings.seed)
+        plots.plot_patterns(patterns, layer, path)
+
+
+def draw_gradcam(*, network: Path, dataset: Path, split: Path, figure: Path, table: Path,
+                 views: Settings) -> None:
+    """Step: Grad-CAM (last conv layer, for the predicted person) of the first
+    ``views.gradcam.per_person`` test faces of each person, overlaid on the faces in
+    ``figure``, with the true and the predicted person (also in ``table``, CSV)."""
+    from lfwcnn.gradcam import gradcam, last_conv_layer
+
+    check_outputs({"figure": figure, "table": table},
+                  {"network": network, "dataset": dataset, "split": split})
+    data, test_idx = test_faces(dataset, split)
+    net = load_model(network, data.images)
+    chosen = [int(i) for label in range(data.n_classes)
+              for i in test_idx[data.labels[test_idx] == label][: views.gradcam.per_person]]
+    faces = scale_pixels(data.images[chosen])
+    predicted = np.asarray(net(faces, training=False)).argmax(axis=1)
+    layer = last_conv_layer(net)
+    cams = gradcam(net, faces, predicted, layer=layer)
+    names = [str(name) for name in data.class_names]
+    rows = pd.DataFrame({"file": data.files[chosen],
+                         "true": [names[data.labels[i]] for i in chosen],
+                         "predicted": [names[p] for p in predicted], "layer": layer})
+    rows["correct"] = rows["true"] == rows["predicted"]
+    write_csv(table, rows)
+    plots.plot_gradcam(data.images[chosen], cams, rows, figure)

@@ -1,0 +1,138 @@
+"""The views steps of issue 15 (find_landmarks, dissect_units, invert_layers,
+draw_filter_patterns, draw_gradcam) through ``python -m lfwcnn STEP``, on tiny synthetic
+data: the files they write, their columns and the verdicts in them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from helpers_training import make_dataset, model_settings, split_in_quarters
+from landmark_fixtures import synthetic_faces
+from lfw_fixtures import make_lfw_tree
+from PIL import Image
+
+from lfwcnn import steps
+from lfwcnn.cli import run
+from lfwcnn.dataset import save_dataset, save_split
+from lfwcnn.landmarks import Landmarks, load_landmarks, save_landmarks
+from lfwcnn.model import build_model
+
+SIDE = 32
+FAST = {"views": {"inversion": {"faces": 2, "steps": 3},
+                  "filter_patterns": {"steps": 2}}}
+SMALL = {"filters": [4, 6, 8], "dense_units": [8, 8]}
+
+
+def step(name: str, folder, **values) -> int:
+    """``python -m lfwcnn NAME KEY=VALUE...`` with the fast views and the small model (a list
+    value: its key given once per item)."""
+    overlay = folder / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({**FAST, "model": SMALL}), encoding="utf-8")
+    argv = [name, *(f"{key}={item}" for key, value in values.items()
+                    for item in (value if isinstance(value, list) else [value]))]
+    return run(steps.main, [*argv, "--configfile", str(overlay)])
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> dict:
+    """A tiny untrained three-block model, its data and split, and landmarks of its faces."""
+    folder = tmp_path_factory.mktemp("views")
+    data = make_dataset(n_classes=3, per_class=8, side=SIDE)
+    train, test = split_in_quarters(data)
+    save_dataset(folder / "dataset.npz", data)
+    save_split(folder / "split.csv", data.files, train, test)
+    model = build_model(3, (SIDE, SIDE, 3), model_settings(**SMALL))
+    model.save(folder / "model.keras")
+    points = synthetic_faces(len(data.files)) * (SIDE / 64)
+    save_landmarks(folder / "landmarks.npz", Landmarks(
+        points=points.astype(np.float32), detected=np.ones(len(points), bool),
+        files=data.files))
+    inputs = {"network": folder / "model.keras", "dataset": folder / "dataset.npz",
+              "split": folder / "split.csv"}
+    return {"folder": folder, "data": data, "test": test, "inputs": inputs}
+
+
+def test_dissect_units_writes_units_counts_and_the_c7_verdict(small):
+    out = small["folder"] / "dissection"
+    files = {"units": out / "units.csv", "counts": out / "counts.json",
+             "figure": out / "detectors.png", "top_figure": out / "top.png"}
+    assert step("dissect_units", small["folder"], **small["inputs"],
+                landmarks=small["folder"] / "landmarks.npz", seed=0, **files) == 0
+    units = pd.read_csv(files["units"])
+    assert list(units.columns) == ["network", "layer", "channel", "region", "iou", "detector"]
+    assert set(units["network"]) == {"trained", "untrained"}
+    assert units["iou"].between(0, 1).all()
+    counts = json.loads(files["counts"].read_text())
+    assert counts["units"] == {"conv1": 4, "pool1": 4, "conv2": 6, "pool2": 6, "conv3": 8,
+                               "pool3": 8}
+    assert set(counts["counts"]) == {"trained", "untrained"}
+    assert counts["c7"]["claim"] == "C7" and "untrained" in counts["c7"]["rule"]
+    assert counts["max_iou"]["background"] < counts["iou_threshold"]
+    assert [u["region"] for u in counts["top_units"]] == ["eyes", "eyes", "mouth", "mouth"]
+    for figure in ("figure", "top_figure"):
+        assert Image.open(files[figure]).size[0] > 100
+
+
+def test_dissect_units_refuses_landmarks_of_other_faces(small, tmp_path, capsys):
+    other = tmp_path / "other.npz"
+    marks = load_landmarks(small["folder"] / "landmarks.npz")
+    save_landmarks(other, Landmarks(points=marks.points[:-1], detected=marks.detected[:-1],
+                                    files=marks.files[:-1]))
+    assert step("dissect_units", small["folder"], **small["inputs"], landmarks=other, seed=0,
+                units=tmp_path / "u.csv", counts=tmp_path / "c.json",
+                figure=tmp_path / "f.png", top_figure=tmp_path / "t.png") == 1
+    assert "run find_landmarks again" in capsys.readouterr().err
+
+
+def test_invert_layers_scores_every_layer_of_both_networks(small):
+    out = small["folder"] / "inversion"
+    files = {"reconstructions": out / "r.npz", "scores": out / "s.csv",
+             "summary": out / "s.json", "figure": out / "r.png"}
+    assert step("invert_layers", small["folder"], **small["inputs"], seed=0, **files) == 0
+    scores = pd.read_csv(files["scores"])
+    assert len(scores) == 2 * 6 * 2  # networks x layers x faces
+    with np.load(files["reconstructions"]) as arrays:
+        assert arrays["trained_conv1"].shape == (2, SIDE, SIDE, 3)
+        assert list(arrays["layers"]) == ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3"]
+    summary = json.loads(files["summary"].read_text())
+    assert summary["c8"]["claim"] == "C8" and summary["ssim_threshold"] == 0.9
+    assert [row["layer"] for row in summary["layers"]["trained"]][0] == "conv1"
+    assert Image.open(files["figure"]).size[0] > 100
+
+
+def test_filter_patterns_draw_one_grid_per_conv_layer(small):
+    out = small["folder"] / "patterns"
+    grids = [out / "conv1.png", out / "conv3.png"]
+    assert step("draw_filter_patterns", small["folder"], network=small["inputs"]["network"],
+                grids=grids) == 0
+    assert [Image.open(path).size[0] for path in grids] == [1210, 1210]
+
+
+def test_gradcam_overlays_one_face_per_person(small):
+    out = small["folder"] / "gradcam"
+    assert step("draw_gradcam", small["folder"], **small["inputs"], figure=out / "g.png",
+                table=out / "g.csv") == 0
+    table = pd.read_csv(out / "g.csv")
+    data = small["data"]
+    assert sorted(table["true"]) == sorted(map(str, data.class_names))
+    assert table["layer"].eq("conv3").all()
+    assert Image.open(out / "g.png").size[0] > 100
+
+
+def test_find_landmarks_of_a_prepared_dataset(tmp_path):
+    tree = make_lfw_tree(tmp_path / "lfw", {"Ann_A": 3, "Bob_B": 3})
+    out = tmp_path / "prepared"
+    overlay = tmp_path / "overlay.yaml"
+    overlay.write_text(yaml.safe_dump({"data": {"min_images_per_person": 3}}))
+    assert run(steps.main, ["prepare_dataset", f"images={tree}", f"npz={out / 'd.npz'}",
+                            f"manifest={out / 'm.csv'}", f"summary={out / 's.json'}",
+                            "--configfile", str(overlay)]) == 0
+    assert run(steps.main, ["find_landmarks", f"dataset={out / 'd.npz'}", f"images={tree}",
+                            f"landmarks={out / 'l.npz'}", "threads=1",
+                            "--configfile", str(overlay)]) == 0
+    marks = load_landmarks(out / "l.npz")
+    assert marks.points.shape == (6, 68, 2) and len(marks.files) == 6
