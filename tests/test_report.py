@@ -34,6 +34,8 @@ from lfwcnn.claims import (
     verdict_c4,
     verdict_c5,
     verdict_c6,
+    verdict_c7,
+    verdict_c8,
 )
 from lfwcnn.cli import run
 from lfwcnn.config import check_config
@@ -48,6 +50,8 @@ PIPELINE_OVERLAY = {
     "train": {"epochs": 3, "batch_size": 8, "device": "cpu"},
     "backprop": {"cases": 5},
     "activations": {"person": "Bob_Roe"},
+    # claims C7, C8: the views on few faces with few steps (their tests are in test_views.py)
+    "views": {"inversion": {"faces": 2, "steps": 5}, "filter_patterns": {"steps": 3}},
 }
 REPORT = "results/report/index.html"
 LAYERS = ("conv1", "pool1", "conv2", "pool2", "conv3", "pool3")
@@ -300,7 +304,7 @@ def test_pipeline_through_snakemake_writes_a_self_contained_report(tmp_path_fact
     project = path.parents[2]
     page = parse(path)
     statuses = dict(page.rows)
-    assert list(statuses) == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    assert list(statuses) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
     assert statuses["C1"] == "fails"  # 3 synthetic people are not LFW's 34
     assert statuses["C3"] == "holds"  # the backprop stage ran
     assert statuses["C6"] == "holds"  # three blocks: six grids
@@ -310,8 +314,16 @@ def test_pipeline_through_snakemake_writes_a_self_contained_report(tmp_path_fact
     act = project / "results/activations/funneled/seed0"
     assert statuses["C4"] == verdict_c4(json.loads((act / "sparsity.json").read_text())).status
     assert json.loads((act / "image.json").read_text())["person"] == "Bob_Roe"
-    # every figure inlined: the eleven figures, all as data: URIs, nothing fetched from elsewhere
-    assert len(page.images) == 11 and all(s.startswith("data:image/png;base64,")
+    # C7 and C8 from the views stage's JSON (views.smk), of the first seed
+    views = project / "results/views/funneled/seed0"
+    dissection = json.loads((views / "dissection/counts.json").read_text())
+    assert statuses["C7"] == verdict_c7(dissection).status != "not run"
+    inversion = json.loads((views / "inversion/summary.json").read_text())
+    assert statuses["C8"] == verdict_c8(inversion).status != "not run"
+    assert (project / "data/prepared/funneled/landmarks.npz").is_file()
+    # every figure inlined: eleven, then 2 of the dissection, 1 of the inversion, 3 filter
+    # pattern grids and the Grad-CAM overlays, all as data: URIs, nothing fetched from elsewhere
+    assert len(page.images) == 18 and all(s.startswith("data:image/png;base64,")
                                           for s in page.images)
     text = path.read_text(encoding="utf-8")
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", text)
@@ -322,6 +334,7 @@ def test_pipeline_through_snakemake_writes_a_self_contained_report(tmp_path_fact
     for name in LAYERS:
         assert (act / f"{name}.npz").is_file() and (act / "figures" / f"{name}.png").is_file()
     assert "snakemake benchmark" in text  # run times of the jobs with a benchmark: file
+    assert "cannot reach the threshold" in text and "C7 is fragile near 0.04" in text
 
 
 def test_report_without_the_backprop_stage_says_not_run(tmp_path_factory, tmp_path):

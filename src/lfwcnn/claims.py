@@ -1,4 +1,4 @@
-"""The paper's claims C1-C6 and the verdict on each, as functions of the numbers a run measured
+"""The paper's claims C1-C8 and the verdict on each, as functions of the numbers a run measured
 (tested on their own; no file is read, C6 checks that its figures exist), and the provenance of
 the data (which LFW, and its caveat) that every table labels."""
 
@@ -276,6 +276,68 @@ def verdict_c6(grids: dict | None, grid_files: Sequence[str | Path]) -> Verdict:
     status = "fails" if not checks[0][1] else "holds" if checks[1][1] else "partly"
     return Verdict("C6", title, paper, ours, status,
                    f"Input image {grids.get('image')}; see the activations section.", checks)
+
+
+def verdict_c7(dissection: dict | None) -> Verdict:
+    """C7 from dissect_units' counts JSON (detectors per layer and part of the trained and the
+    untrained network), by :func:`lfwcnn.dissection.c7_verdict`'s rule."""
+    title = "Deeper layers encode higher-level features such as mouth or eyes"
+    paper = ("\"As the activations go through deeper layers, they start encoding higher-level "
+             "features such as 'mouth' or 'eyes'.\"")
+    if dissection is None:
+        return Verdict("C7", title, paper, "-", "not run", "The dissection has not run "
+                       "(rule dissect_units).")
+    c7 = dissection["c7"]
+    counts = c7["counts"]
+    depth = c7["depth"]
+    ours = ("eye / mouth detectors: trained " + " / ".join(
+        str(c["trained"]) for c in counts.values()) + ", untrained " + " / ".join(
+        str(c["untrained"]) for c in counts.values()) + f" (IoU > {dissection['iou_threshold']} "
+        f"at quantile {dissection['quantile']}); per unit: {depth.get('first_per_unit', 0):.3f} "
+        f"in conv1, {depth.get('deeper_per_unit', 0):.3f} deeper")
+    checks = [("more eye and mouth detectors than the untrained network",
+               bool(c7["more_than_untrained"])),
+              ("more per unit in the layers after conv1 than in conv1",
+               bool(c7["more_in_deeper_layers"]))]
+    status = ("holds" if c7["holds"] else "partly" if any(ok for _, ok in checks)
+              else "fails")
+    capped = [f"{region} {cap:.3f}" for region, cap in dissection["max_iou"].items()
+              if cap <= dissection["iou_threshold"]]
+    others = dissection.get("c7_at_other_thresholds") or {}
+    fragile = ", ".join(f"at {t}: {'holds' if v['holds'] else 'does not hold'}"
+                        for t, v in others.items())
+    detail = (c7["rule"] + (f" The controls cannot reach the IoU threshold at quantile "
+                            f"{dissection['quantile']}: a unit's IoU is capped by quantile / "
+                            f"region share ({', '.join(capped)})." if capped else "")
+              + (f" C7 is fragile near the threshold {dissection['iou_threshold']} ({fragile})."
+                 if fragile else ""))
+    return Verdict("C7", title, paper, ours, status, detail, checks)
+
+
+def verdict_c8(inversion: dict | None) -> Verdict:
+    """C8 from invert_layers' summary JSON (mean SSIM per layer of the trained and the
+    untrained network), by :func:`lfwcnn.inversion.c8_verdict`'s rule."""
+    title = "The first conv layer keeps almost all information of the image"
+    paper = ("\"In the first convolutional layer, the activations keep almost all of the "
+             "information in the test image\" (and less deeper)")
+    if inversion is None:
+        return Verdict("C8", title, paper, "-", "not run", "The inversion has not run "
+                       "(rule invert_layers).")
+    c8 = inversion["c8"]
+    trained, untrained = c8["trained"], c8["untrained"]
+    ssim = " -> ".join(f"{v:.2f}" for v in trained["mean_ssim"].values())
+    control = " -> ".join(f"{v:.2f}" for v in untrained["mean_ssim"].values())
+    ours = (f"mean SSIM {ssim} ({' -> '.join(trained['mean_ssim'])}); untrained {control}, "
+            f"{len(inversion['faces'])} test faces")
+    first = next(iter(trained["mean_ssim"]))
+    checks = [(f"{first}: mean SSIM >= {inversion['ssim_threshold']}",
+               bool(trained["first_close"])),
+              ("SSIM does not rise with depth", bool(trained["falls_with_depth"]))]
+    status = ("holds" if c8["holds"] else "partly" if any(ok for _, ok in checks)
+              else "fails")
+    detail = c8["rule"] + (" The untrained network keeps as much in its first layer (mean "
+                           "SSIM reaches the threshold too)." if untrained["first_close"] else "")
+    return Verdict("C8", title, paper, ours, status, detail, checks)
 
 
 def headline(verdicts: Sequence[Verdict]) -> str:

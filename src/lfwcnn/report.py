@@ -160,6 +160,35 @@ def activations_context(f: SimpleNamespace) -> dict | None:
             "sparsity_uri": data_uri(f.activation_sparsity)}
 
 
+def views_context(f: SimpleNamespace) -> dict | None:
+    """Dissection (C7), inversion (C8), filter patterns and Grad-CAM; None where not run."""
+    if not (f.dissection_counts or f.inversion_summary or f.pattern_grids or f.gradcam_figure):
+        return None
+    dissection = read_json(f.dissection_counts) if f.dissection_counts else None
+    if dissection:
+        layers = list(dissection["units"])
+        regions = list(dissection["max_iou"])
+        dissection["rows"] = [
+            {"layer": layer, "units": dissection["units"][layer],
+             "cells": [{"region": region, **{name: dissection["counts"][name][layer][region]
+                                             for name in ("trained", "untrained")}}
+                       for region in regions]} for layer in layers]
+        dissection["regions"] = regions
+    inversion = read_json(f.inversion_summary) if f.inversion_summary else None
+    if inversion:
+        untrained = {row["layer"]: row for row in inversion["layers"]["untrained"]}
+        inversion["rows"] = [{**row, "untrained": untrained.get(row["layer"])}
+                             for row in inversion["layers"]["trained"]]
+    gradcam = read_csv(f.gradcam_table).to_dict("records") if is_file(f.gradcam_table) else []
+    return {"dissection": dissection, "inversion": inversion,
+            "dissection_uri": data_uri(f.dissection_figure),
+            "top_uri": data_uri(f.dissection_top), "inversion_uri": data_uri(f.inversion_figure),
+            "patterns": [{"layer": Path(path).stem, "uri": data_uri(path)}
+                         for path in f.pattern_grids or ()],
+            "gradcam_uri": data_uri(f.gradcam_figure), "gradcam": gradcam,
+            "gradcam_correct": sum(bool(row["correct"]) for row in gradcam)}
+
+
 def environment_context(f: SimpleNamespace, config: Mapping, rows: list[dict],
                         infos: list[dict], activations: dict | None,
                         check: dict | None) -> dict:
@@ -206,7 +235,7 @@ def sweep_context(f: SimpleNamespace) -> dict | None:
 
 
 def build_context(f: SimpleNamespace, config: Mapping, title: str, test_fraction: float) -> dict:
-    """Everything the template shows, with the six verdicts computed from the files ``f``
+    """Everything the template shows, with the eight verdicts computed from the files ``f``
     names (``None`` for a stage not run)."""
     summary = read_json(f.summary)
     source = None if f.source is None else read_json(f.source)
@@ -222,6 +251,7 @@ def build_context(f: SimpleNamespace, config: Mapping, title: str, test_fraction
     variant = ((source or summary.get("source") or {}).get("variant")
                or config.get("data", {}).get("variant"))
     sweep = sweep_context(f)
+    views = views_context(f)
     verdicts = [
         claims.verdict_c1(summary, train_n, test_n, test_fraction),
         claims.verdict_c2(evaluation["aggregate"], [row["epochs"] for row in rows], variant,
@@ -231,6 +261,8 @@ def build_context(f: SimpleNamespace, config: Mapping, title: str, test_fraction
         claims.verdict_c5(histories),
         claims.verdict_c6(activations["grids"] if activations else None,
                           f.activation_grids or ()),
+        claims.verdict_c7((views or {}).get("dissection")),
+        claims.verdict_c8((views or {}).get("inversion")),
     ]
     return {
         "title": title, "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -238,7 +270,7 @@ def build_context(f: SimpleNamespace, config: Mapping, title: str, test_fraction
         "headline": claims.headline(verdicts), "departures": claims.protocol_departures(config),
         "provenance": claims.provenance(source, summary), "variant": variant, "data": data,
         "training": {"rows": rows}, "evaluation": evaluation, "activations": activations,
-        "backprop": {"check": check, "fig4": fig4},
+        "views": views, "backprop": {"check": check, "fig4": fig4},
         "environment": environment_context(f, config, rows, infos, activations, check),
         "sweep": sweep, "paper": claims.PAPER,
     }
@@ -262,6 +294,11 @@ def write_report(
     timings: list[Path] | None = None, backprop_json: Path | None = None,
     backprop_html: Path | None = None, sweep_summary: Path | None = None,
     sweep_figure: Path | None = None,
+    # rules dissect_units, invert_layers, draw_filter_patterns and draw_gradcam's outputs
+    dissection_counts: Path | None = None, dissection_figure: Path | None = None,
+    dissection_top: Path | None = None, inversion_summary: Path | None = None,
+    inversion_figure: Path | None = None, pattern_grids: list[Path] | None = None,
+    gradcam_figure: Path | None = None, gradcam_table: Path | None = None,
 ) -> None:
     """Step: the report ``html`` from ``summary`` and the other files given (a stage left out
     is shown as not run; the activations need all of theirs), of the run whose whole config is

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 NETWORKS = ("trained", "untrained")
 TOP_UNITS = 2  # top units of each C7 part shown with their top-activating faces
 TOP_FACES = 4
+SENSITIVITY = (0.75, 1.25)  # C7 also judged at these multiples of the IoU threshold
 
 
 def write_json(path: Path, value: dict) -> None:
@@ -118,6 +119,15 @@ def dissect_units(*, network: Path, dataset: Path, split: Path, landmarks: Path,
     verdict = c7_verdict(found["trained"], found["untrained"], first=next(iter(per_layer)),
                          units=per_layer)
     shares = region_shares(masks)
+    # C7 is fragile near the threshold: the verdict at a quarter below and above it
+    sensitivity = {}
+    for factor in SENSITIVITY:
+        threshold = round(settings.iou_threshold * factor, 6)
+        again = {name: detector_counts(table.assign(detector=table["iou"] > threshold))
+                 for name, table in tables.items()}
+        other = c7_verdict(again["trained"], again["untrained"], first=next(iter(per_layer)),
+                           units=per_layer)
+        sensitivity[str(threshold)] = {"holds": other["holds"], "counts": other["counts"]}
     trained = tables["trained"]
     top = []
     for part in C7_PARTS:
@@ -140,6 +150,7 @@ def dissect_units(*, network: Path, dataset: Path, split: Path, landmarks: Path,
         "top_units": [{key: (value.item() if hasattr(value, "item") else value)
                        for key, value in row.items()} for row in top],
         "c7": verdict,
+        "c7_at_other_thresholds": sensitivity,
     })
     plots.plot_detector_counts(found, settings.iou_threshold, figure)
     plots.plot_top_units(data.images[test_idx], top, acts["trained"], masks, settings.quantile,

@@ -72,6 +72,18 @@ def config_section(name, without=()):
     return section
 
 
+def views_part(part):
+    """params: the views section (views.smk) with only its key ``part``, the others do not
+    change the job's outputs, so changing them must not rerun it. A dataset's job (landmarks)
+    has no run, so it reads the views section of the whole config."""
+
+    def section(wildcards):
+        views = job_config(wildcards).get("views", config["views"])
+        return step_json({part: views[part]})
+
+    return section
+
+
 def source_archive(wildcards):
     """Input of obtain_lfw: the downloaded archive, a local archive, or nothing (a folder)."""
     kind = SOURCE_KIND[wildcards.source]

@@ -86,6 +86,22 @@ rule dvc_activations:
         dvc=["data.variant", "seeds", "split.seed", "model.filters", "activations"],
 
 
+rule dvc_views:
+    input:
+        expand(list(rules.find_landmarks.output), dataset=REPORT_DATASET),
+        [
+            expand(list(rule.output), run=REPORT_RUN, seed=ACTIVATION_SEED)
+            for rule in (
+                rules.dissect_units,
+                rules.invert_layers,
+                rules.draw_filter_patterns,
+                rules.draw_gradcam,
+            )
+        ],
+    params:
+        dvc=["data", "seeds", "split.seed", "model", "views"],
+
+
 rule dvc_report:
     input:
         expand(list(rules.draw_training.output), run=REPORT_RUN),

@@ -9,12 +9,6 @@ from lfwcnn.model import CONV
 CONV_LAYERS = [layer for layer in FEATURE_LAYERS if layer.startswith(CONV)]
 
 
-def views_part(part):
-    """params: the views section with only its key ``part`` (the others do not change the
-    job's outputs, so changing them must not rerun it)."""
-    return config_section("views", without=[key for key in config["views"] if key != part])
-
-
 rule find_landmarks:
     input:
         dataset=rules.prepare_dataset.output.npz,
