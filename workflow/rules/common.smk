@@ -193,4 +193,13 @@ def all_outputs():
         outputs += expand(rules.split_dataset.output.split_csv, dataset=name, seed=seeds)
     outputs += expand(rules.aggregate_seeds.output.summary, run=list(RUNS))
     outputs += [rules.summarize_sweep.output.table] if SWEEP.is_sweep else []
+    # the views (views.smk) of the reported run's activation seed, also where a report
+    # written before them is otherwise up to date
+    for rule in (
+        rules.dissect_units,
+        rules.invert_layers,
+        rules.draw_filter_patterns,
+        rules.draw_gradcam,
+    ):
+        outputs += of_report_run(list(rule.output), ACTIVATION_SEED)
     return outputs
