@@ -418,6 +418,8 @@ def make_repo(repo: Path, lfw_tree: Path, run: Shell) -> None:
     config["model"].update(filters=[4, 8, 8], dense_units=[16, 16])
     config["train"].update(epochs=2, device="cpu")
     config["backprop"]["cases"] = 5
+    config["views"]["inversion"].update(faces=2, steps=5)
+    config["views"]["filter_patterns"]["steps"] = 3
     (repo / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     run(repo, "git", "init", "-q")
     git_commit(run, repo, "workflow")
@@ -448,6 +450,7 @@ def test_repro_push_clone_pull_change_and_experiment(lfw_tree, tmp_path):
         "train",
         "evaluate",
         "activations",
+        "views",
         "report",
     ]
     assert "up to date" in run(origin, "dvc", "status")[1]
@@ -528,7 +531,7 @@ def test_repro_push_clone_pull_change_and_experiment(lfw_tree, tmp_path):
 
     # --- an experiment with one more epoch, beside the baseline
     _, output = run(clone, "dvc", "exp", "run", "-S", "config/config.yaml:train.epochs=3")
-    assert stages_run(output) == ["train", "evaluate", "activations", "report"], output
+    assert stages_run(output) == ["train", "evaluate", "activations", "views", "report"], output
     shown = json.loads(run(clone, "dvc", "exp", "show", "--json")[1])
     baseline = next(entry for entry in shown if entry["rev"] != "workspace")
     (experiment,) = baseline["experiments"]

@@ -20,8 +20,10 @@ def test_quick_config_gives_the_whole_report_marked_as_not_the_papers_protocol(t
     quick = yaml.safe_load((ROOT / "config" / "quick.yaml").read_text())
     assert quick == {"seeds": [0], "train": {"epochs": 10}}
     tree = make_lfw_tree(tmp_path / "lfw", PEOPLE)
-    project = make_project(tmp_path / "project",
-                           deep_merge(quick, {"data": {"source": str(tree)}}))
+    # the views with few steps (their cost on LFW: benchmarks/bench_views.py)
+    fast_views = {"inversion": {"faces": 2, "steps": 5}, "filter_patterns": {"steps": 3}}
+    project = make_project(tmp_path / "project", deep_merge(
+        quick, {"data": {"source": str(tree)}, "views": fast_views}))
     result = snakemake(project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     models = project / "results" / "models" / "funneled"

@@ -30,6 +30,7 @@ TINY = {
     "model": {"filters": [4, 6], "dense_units": [8, 8]},
     "train": {"epochs": 2, "batch_size": 8, "device": "cpu"},
     "backprop": {"cases": 3},
+    "views": {"inversion": {"faces": 2, "steps": 5}, "filter_patterns": {"steps": 3}},
 }
 ABLATION_RUNS = ["real-centre128", "real-whole250", "thumbs_approx-centre128",
                  "thumbs_approx-whole250"]
