@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -281,6 +282,8 @@ def plot_detector_counts(counts: Mapping[str, pd.DataFrame], iou_threshold: floa
             ax.bar(x + (k - 0.5) * 0.4, table[region].to_numpy(), width=0.4, label=name,
                    color=("#1f77b4", "#bbbbbb")[k % 2])
         ax.set_xticks(x, layers, fontsize=7)
+        ax.set_ylim(0, max(1, *(int(t[region].max()) for t in counts.values())) * 1.1)
+        ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_title(region, fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
     for ax in axes[len(regions):]:
