@@ -136,3 +136,52 @@ def test_find_landmarks_of_a_prepared_dataset(tmp_path):
                             "--configfile", str(overlay)]) == 0
     marks = load_landmarks(out / "l.npz")
     assert marks.points.shape == (6, 68, 2) and len(marks.files) == 6
+
+
+# ----------------------------------------------------------------------------- C7, C8 verdicts
+
+
+def dissection_json(trained: dict, untrained: dict, units: dict) -> dict:
+    """counts.json as dissect_units writes it, from detector counts {layer: {region: n}}."""
+    from lfwcnn.dissection import c7_verdict
+
+    frames = {name: pd.DataFrame.from_dict(c, orient="index")
+              for name, c in (("trained", trained), ("untrained", untrained))}
+    return {"quantile": 0.005, "iou_threshold": 0.04, "max_iou": {"eyes": 0.9,
+                                                                  "background": 0.0088},
+            "c7": c7_verdict(frames["trained"], frames["untrained"], units=units),
+            "c7_at_other_thresholds": {"0.03": {"holds": True}, "0.05": {"holds": False}}}
+
+
+def test_c7_holds_partly_holds_or_is_not_run():
+    from lfwcnn.claims import verdict_c7
+
+    units = {"conv1": 4, "conv2": 4}
+    control = {"conv1": {"eyes": 0, "mouth": 0}, "conv2": {"eyes": 0, "mouth": 0}}
+    deeper = {"conv1": {"eyes": 0, "mouth": 0}, "conv2": {"eyes": 2, "mouth": 1}}
+    verdict = verdict_c7(dissection_json(deeper, control, units))
+    assert verdict.status == "holds" and [ok for _, ok in verdict.checks] == [True, True]
+    assert "cannot reach the IoU threshold" in verdict.detail and "background 0.009" in (
+        verdict.detail)
+    assert "C7 is fragile near the threshold 0.04 (at 0.03: holds, at 0.05: does not hold)" in (
+        verdict.detail)
+    first = {"conv1": {"eyes": 2, "mouth": 1}, "conv2": {"eyes": 0, "mouth": 0}}
+    assert verdict_c7(dissection_json(first, control, units)).status == "partly"
+    assert verdict_c7(dissection_json(control, control, units)).status == "fails"
+    assert verdict_c7(None).status == "not run"
+
+
+def test_c8_holds_when_conv1_is_close_and_similarity_falls():
+    from lfwcnn.claims import verdict_c8
+    from lfwcnn.inversion import c8_verdict
+
+    def summary(trained):
+        untrained = {"conv1": 0.95, "conv2": 0.5}
+        return {"faces": ["a", "b"], "ssim_threshold": 0.9,
+                "c8": c8_verdict(trained, untrained, threshold=0.9)}
+
+    verdict = verdict_c8(summary({"conv1": 0.97, "conv2": 0.6}))
+    assert verdict.status == "holds" and "untrained network keeps as much" in verdict.detail
+    assert verdict_c8(summary({"conv1": 0.8, "conv2": 0.6})).status == "partly"
+    assert verdict_c8(summary({"conv1": 0.8, "conv2": 0.85})).status == "fails"
+    assert verdict_c8(None).status == "not run"
