@@ -50,7 +50,7 @@ MARKUP_OVERLAY = {
     "model": {"filters": [4, 6, 8], "dense_units": [16, 8]},
     "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
     "backprop": {"cases": 2},
-    "views": {"inversion": {"faces": 2, "steps": 5}, "filter_patterns": {"steps": 3}},
+    "views": {"enabled": False},
     "activations": {"person": MARKUP_PERSON},
     "report": {"title": MARKUP_TITLE},
 }

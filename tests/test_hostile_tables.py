@@ -517,7 +517,7 @@ def test_workflow_refuses_an_image_of_another_frame_in_the_prepare_job(lfw_tree,
 TINY_RUN = {"model": {"filters": [4, 6], "dense_units": [8, 8]},
             "train": {"epochs": 1, "batch_size": 8, "device": "cpu"},
             "backprop": {"cases": 3},
-            "views": {"inversion": {"faces": 2, "steps": 5}, "filter_patterns": {"steps": 3}}}
+            "views": {"enabled": False}}
 
 
 def test_workflow_runs_people_with_hostile_names_into_the_report(hostile_tree, tmp_path):

@@ -31,8 +31,7 @@ START_SCRIPT = ".ci/slurm/start-slurm.sh"
 TARGETS = ["results/report/index.html"]
 # Rules that must go through sbatch; the others run on the submit host (localrules).
 CLUSTER_RULES = {"prepare_dataset", "verify_backprop", "train_model", "evaluate_model",
-                 "export_activations", "find_landmarks", "dissect_units", "invert_layers",
-                 "draw_filter_patterns", "draw_gradcam"}
+                 "export_activations"}
 LOCAL_RULES = {"obtain_lfw", "split_dataset", "aggregate_seeds", "draw_training",
                "draw_activations", "write_report"}
 GPU_RULES = {"train_model"}  # declare gpu=1 (train.device auto)
@@ -116,7 +115,7 @@ def overlay(lfw_tree: Path) -> dict:
         "seeds": [0, 1],
         "train": {"epochs": 1},
         "backprop": {"cases": 5},
-        "views": {"inversion": {"faces": 2, "steps": 5}, "filter_patterns": {"steps": 3}},
+        "views": {"enabled": False},
     }
 
 

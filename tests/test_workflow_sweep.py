@@ -30,7 +30,7 @@ TINY = {
     "model": {"filters": [4, 6], "dense_units": [8, 8]},
     "train": {"epochs": 2, "batch_size": 8, "device": "cpu"},
     "backprop": {"cases": 3},
-    "views": {"inversion": {"faces": 2, "steps": 5}, "filter_patterns": {"steps": 3}},
+    "views": {"enabled": False},
 }
 ABLATION_RUNS = ["real-centre128", "real-whole250", "thumbs_approx-centre128",
                  "thumbs_approx-whole250"]
@@ -98,6 +98,7 @@ def test_ablation_config_runs_end_to_end_into_the_report(tmp_path):
     assert "4 settings, 2 seeds each" in conclusion and "Closest mean" in conclusion
     assert "2 of 4 settings use images" in conclusion
     assert parse(project / REPORT).images  # the plot among the inlined figures
+    assert dict(parse(project / REPORT).rows)["C7"] == "not run"  # views.enabled: false
     assert (project / "results/sweep/accuracy.png").stat().st_size > 0
 
 

@@ -36,6 +36,8 @@ SOURCES = SWEEP.sources
 FIRST_RUN = SWEEP.first
 REPORT_RUN = FIRST_RUN.name
 REPORT_DATASET = FIRST_RUN.dataset
+# the views of what the network learned (views.smk), of the reported run
+VIEWS_ENABLED = FIRST_RUN.config["views"]["enabled"]
 
 
 def _one_of(names):
@@ -135,8 +137,8 @@ def of_each_seed(files):
 
 
 def optional_report_inputs():
-    """The backprop check when the workflow has it (the report says "not run" otherwise), and
-    the sweep's summary when there is a sweep."""
+    """The backprop check when the workflow has it (the report says "not run" otherwise), the
+    sweep's summary when there is a sweep, and the views unless views.enabled is false."""
     inputs = {}
     if rules.has("verify_backprop"):
         inputs["backprop_json"] = rules.verify_backprop.output.check_json
@@ -144,6 +146,19 @@ def optional_report_inputs():
     if SWEEP.is_sweep:
         inputs["sweep_summary"] = rules.summarize_sweep.output.summary
         inputs["sweep_figure"] = rules.summarize_sweep.output.figure
+    if VIEWS_ENABLED:  # claims C7, C8 and the two other views (views.smk)
+        views = {
+            "dissection_counts": rules.dissect_units.output.counts,
+            "dissection_figure": rules.dissect_units.output.figure,
+            "dissection_top": rules.dissect_units.output.top_figure,
+            "inversion_summary": rules.invert_layers.output.summary,
+            "inversion_figure": rules.invert_layers.output.figure,
+            "pattern_grids": rules.draw_filter_patterns.output.grids,
+            "gradcam_figure": rules.draw_gradcam.output.figure,
+            "gradcam_table": rules.draw_gradcam.output.table,
+        }
+        for name, files in views.items():
+            inputs[name] = of_report_run(files, ACTIVATION_SEED)
     return inputs
 
 
@@ -195,11 +210,8 @@ def all_outputs():
     outputs += [rules.summarize_sweep.output.table] if SWEEP.is_sweep else []
     # the views (views.smk) of the reported run's activation seed, also where a report
     # written before them is otherwise up to date
-    for rule in (
-        rules.dissect_units,
-        rules.invert_layers,
-        rules.draw_filter_patterns,
-        rules.draw_gradcam,
-    ):
-        outputs += of_report_run(list(rule.output), ACTIVATION_SEED)
+    if VIEWS_ENABLED:
+        views = [rules.dissect_units, rules.invert_layers, rules.draw_filter_patterns]
+        for view in views + [rules.draw_gradcam]:
+            outputs += of_report_run(list(view.output), ACTIVATION_SEED)
     return outputs

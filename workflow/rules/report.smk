@@ -107,25 +107,12 @@ rule write_report:
         activation_input=of_report_run(rules.draw_activations.output.input_figure, ACTIVATION_SEED),
         activation_sparsity=of_report_run(rules.draw_activations.output.sparsity, ACTIVATION_SEED),
         activation_grids=of_report_run(rules.draw_activations.output.grids, ACTIVATION_SEED),
-        # claims C7, C8 and the two other views (views.smk), of the activations' seed
-        dissection_counts=of_report_run(rules.dissect_units.output.counts, ACTIVATION_SEED),
-        dissection_figure=of_report_run(rules.dissect_units.output.figure, ACTIVATION_SEED),
-        dissection_top=of_report_run(rules.dissect_units.output.top_figure, ACTIVATION_SEED),
-        inversion_summary=of_report_run(rules.invert_layers.output.summary, ACTIVATION_SEED),
-        inversion_figure=of_report_run(rules.invert_layers.output.figure, ACTIVATION_SEED),
-        pattern_grids=of_report_run(rules.draw_filter_patterns.output.grids, ACTIVATION_SEED),
-        gradcam_figure=of_report_run(rules.draw_gradcam.output.figure, ACTIVATION_SEED),
-        gradcam_table=of_report_run(rules.draw_gradcam.output.table, ACTIVATION_SEED),
         # the run times the report tables
         timings=of_report_run(
             [
                 rules.export_activations.benchmark,
                 rules.draw_activations.benchmark,
                 rules.draw_training.benchmark,
-                rules.dissect_units.benchmark,
-                rules.invert_layers.benchmark,
-                rules.draw_filter_patterns.benchmark,
-                rules.draw_gradcam.benchmark,
             ],
             ACTIVATION_SEED,
         ),
