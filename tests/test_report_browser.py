@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
-CLAIMS = ["C1", "C2", "C3", "C4", "C5", "C6"]
+CLAIMS = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"]
 
 if not CHROMIUM.exists():
     # CI sets LFWCNN_REQUIRE_CHROMIUM=1, so that the browser checks cannot pass by skipping
@@ -176,7 +176,7 @@ def check_page(page: Page, facts: dict) -> None:
     assert not facts["external"] and not facts["resources"], (facts["external"],
                                                              facts["resources"])
     assert facts["sections"] == ["verdict", "data", "training", "evaluation", "activations",
-                                 "backprop", "environment"]
+                                 "dissection", "inversion", "backprop", "environment"]
     assert page.errors() == []
 
 
