@@ -76,7 +76,7 @@ def test_a_channel_at_the_iou_threshold_is_not_a_detector(masks):
 def test_small_maps_are_upsampled_bilinearly_to_the_input(masks):
     maps = np.zeros((N, 8, 8, 2), dtype=np.float32)
     maps[:, 0, 0, 0] = 1  # the top-left corner: background
-    up = upsample(maps, SIZE)
+    up = np.asarray(upsample(maps, SIZE))
     assert up.shape == (N, SIZE, SIZE, 2)
     assert up[:, :4, :4, 0].min() == 1 and up[:, 12:, 12:, 0].max() == 0
     np.testing.assert_allclose(up[0, :, :, 0], up[0, :, :, 0].T)  # symmetric as the input

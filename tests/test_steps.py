@@ -155,11 +155,10 @@ def test_a_step_run_by_hand_fails_in_one_line_and_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["train_everything"], "error: unknown step 'train_everything'; steps: aggregate_seeds, "
-                           "dissect_units, download_lfw, draw_activations, "
-                           "draw_filter_patterns, draw_gradcam, draw_training, evaluate_model, "
-                           "export_activations, find_landmarks, invert_layers, obtain_lfw, "
-                           "prepare_dataset, split_dataset, summarize_sweep, train_model, "
-                           "verify_backprop, write_report"),
+                           "download_lfw, draw_activations, draw_training, evaluate_model, "
+                           "export_activations, find_landmarks, obtain_lfw, prepare_dataset, "
+                           "split_dataset, summarize_sweep, train_model, verify_backprop, "
+                           "view_network, write_report"),
     ([], "error: give a step (python -m lfwcnn --help lists the steps)"),
     (["split_dataset", "seed"], "error: 'seed': give values as NAME=VALUE"),
     (["split_dataset", "=0"], "error: '=0': give values as NAME=VALUE"),

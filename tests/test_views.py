@@ -1,6 +1,6 @@
-"""The views steps of issue 15 (find_landmarks, dissect_units, invert_layers,
-draw_filter_patterns, draw_gradcam) through ``python -m lfwcnn STEP``, on tiny synthetic
-data: the files they write, their columns and the verdicts in them."""
+"""The views steps of issue 15 (find_landmarks, view_network) through ``python -m lfwcnn
+STEP``, on tiny synthetic data: the files they write, their columns and the verdicts in
+them."""
 
 from __future__ import annotations
 
@@ -56,71 +56,78 @@ def small(tmp_path_factory) -> dict:
     return {"folder": folder, "data": data, "test": test, "inputs": inputs}
 
 
-def test_dissect_units_writes_units_counts_and_the_c7_verdict(small):
-    out = small["folder"] / "dissection"
-    files = {"units": out / "units.csv", "counts": out / "counts.json",
-             "figure": out / "detectors.png", "top_figure": out / "top.png"}
-    assert step("dissect_units", small["folder"], **small["inputs"],
+def view_files(out) -> dict:
+    """The outputs of view_network below ``out``, named as the rule names them."""
+    return {"units": out / "dissection/units.csv", "dissection": out / "dissection/counts.json",
+            "detectors": out / "dissection/detectors.png",
+            "top_units": out / "dissection/top_units.png",
+            "reconstructions": out / "inversion/r.npz",
+            "inversion_scores": out / "inversion/scores.csv",
+            "inversion": out / "inversion/summary.json",
+            "reconstruction_grid": out / "inversion/r.png",
+            "patterns": [out / "patterns/conv1.png", out / "patterns/conv3.png"],
+            "gradcam": out / "gradcam/g.png", "gradcam_faces": out / "gradcam/g.csv"}
+
+
+@pytest.fixture(scope="module")
+def viewed(small) -> dict:
+    """view_network's outputs for the small model (one run: it takes a few seconds)."""
+    files = view_files(small["folder"] / "views")
+    assert step("view_network", small["folder"], **small["inputs"],
                 landmarks=small["folder"] / "landmarks.npz", seed=0, **files) == 0
-    units = pd.read_csv(files["units"])
+    return files
+
+
+def test_dissection_writes_units_counts_and_the_c7_verdict(viewed):
+    units = pd.read_csv(viewed["units"])
     assert list(units.columns) == ["network", "layer", "channel", "region", "iou", "detector"]
     assert set(units["network"]) == {"trained", "untrained"}
     assert units["iou"].between(0, 1).all()
-    counts = json.loads(files["counts"].read_text())
+    counts = json.loads(viewed["dissection"].read_text())
     assert counts["units"] == {"conv1": 4, "pool1": 4, "conv2": 6, "pool2": 6, "conv3": 8,
                                "pool3": 8}
     assert set(counts["counts"]) == {"trained", "untrained"}
     assert counts["c7"]["claim"] == "C7" and "untrained" in counts["c7"]["rule"]
     assert counts["max_iou"]["background"] < counts["iou_threshold"]
     assert [u["region"] for u in counts["top_units"]] == ["eyes", "eyes", "mouth", "mouth"]
-    for figure in ("figure", "top_figure"):
-        assert Image.open(files[figure]).size[0] > 100
+    for figure in ("detectors", "top_units"):
+        assert Image.open(viewed[figure]).size[0] > 100
 
 
-def test_dissect_units_refuses_landmarks_of_other_faces(small, tmp_path, capsys):
+def test_view_network_refuses_landmarks_of_other_faces(small, tmp_path, capsys):
     other = tmp_path / "other.npz"
     marks = load_landmarks(small["folder"] / "landmarks.npz")
     save_landmarks(other, Landmarks(points=marks.points[:-1], detected=marks.detected[:-1],
                                     files=marks.files[:-1]))
-    assert step("dissect_units", small["folder"], **small["inputs"], landmarks=other, seed=0,
-                units=tmp_path / "u.csv", counts=tmp_path / "c.json",
-                figure=tmp_path / "f.png", top_figure=tmp_path / "t.png") == 1
-    assert "run find_landmarks again" in capsys.readouterr().err
+    files = view_files(tmp_path / "views")
+    assert step("view_network", small["folder"], **small["inputs"], landmarks=other, seed=0,
+                **files) == 1
+    err = capsys.readouterr().err
+    assert "run find_landmarks again" in err and str(other) in err
+    assert not (tmp_path / "views").exists() or not any((tmp_path / "views").rglob("*.*"))
 
 
-def test_invert_layers_scores_every_layer_of_both_networks(small):
-    out = small["folder"] / "inversion"
-    files = {"reconstructions": out / "r.npz", "scores": out / "s.csv",
-             "summary": out / "s.json", "figure": out / "r.png"}
-    assert step("invert_layers", small["folder"], **small["inputs"], seed=0, **files) == 0
-    scores = pd.read_csv(files["scores"])
+def test_inversion_scores_every_layer_of_both_networks(viewed):
+    scores = pd.read_csv(viewed["inversion_scores"])
     assert len(scores) == 2 * 6 * 2  # networks x layers x faces
-    with np.load(files["reconstructions"]) as arrays:
+    with np.load(viewed["reconstructions"]) as arrays:
         assert arrays["trained_conv1"].shape == (2, SIDE, SIDE, 3)
         assert list(arrays["layers"]) == ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3"]
-    summary = json.loads(files["summary"].read_text())
+    summary = json.loads(viewed["inversion"].read_text())
     assert summary["c8"]["claim"] == "C8" and summary["ssim_threshold"] == 0.9
     assert [row["layer"] for row in summary["layers"]["trained"]][0] == "conv1"
-    assert Image.open(files["figure"]).size[0] > 100
+    assert Image.open(viewed["reconstruction_grid"]).size[0] > 100
 
 
-def test_filter_patterns_draw_one_grid_per_conv_layer(small):
-    out = small["folder"] / "patterns"
-    grids = [out / "conv1.png", out / "conv3.png"]
-    assert step("draw_filter_patterns", small["folder"], network=small["inputs"]["network"],
-                grids=grids) == 0
-    assert [Image.open(path).size[0] for path in grids] == [1210, 1210]
+def test_filter_patterns_draw_one_grid_per_conv_layer_named(viewed):
+    assert [Image.open(path).size[0] for path in viewed["patterns"]] == [1210, 1210]
 
 
-def test_gradcam_overlays_one_face_per_person(small):
-    out = small["folder"] / "gradcam"
-    assert step("draw_gradcam", small["folder"], **small["inputs"], figure=out / "g.png",
-                table=out / "g.csv") == 0
-    table = pd.read_csv(out / "g.csv")
-    data = small["data"]
-    assert sorted(table["true"]) == sorted(map(str, data.class_names))
+def test_gradcam_overlays_one_face_per_person(small, viewed):
+    table = pd.read_csv(viewed["gradcam_faces"])
+    assert sorted(table["true"]) == sorted(map(str, small["data"].class_names))
     assert table["layer"].eq("conv3").all()
-    assert Image.open(out / "g.png").size[0] > 100
+    assert Image.open(viewed["gradcam"]).size[0] > 100
 
 
 def test_find_landmarks_of_a_prepared_dataset(tmp_path):
@@ -142,7 +149,7 @@ def test_find_landmarks_of_a_prepared_dataset(tmp_path):
 
 
 def dissection_json(trained: dict, untrained: dict, units: dict) -> dict:
-    """counts.json as dissect_units writes it, from detector counts {layer: {region: n}}."""
+    """counts.json as view_network writes it, from detector counts {layer: {region: n}}."""
     from lfwcnn.dissection import c7_verdict
 
     frames = {name: pd.DataFrame.from_dict(c, orient="index")

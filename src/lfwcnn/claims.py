@@ -279,14 +279,14 @@ def verdict_c6(grids: dict | None, grid_files: Sequence[str | Path]) -> Verdict:
 
 
 def verdict_c7(dissection: dict | None) -> Verdict:
-    """C7 from dissect_units' counts JSON (detectors per layer and part of the trained and the
+    """C7 from view_network's dissection JSON (detectors per layer and part of the trained and the
     untrained network), by :func:`lfwcnn.dissection.c7_verdict`'s rule."""
     title = "Deeper layers encode higher-level features such as mouth or eyes"
     paper = ("\"As the activations go through deeper layers, they start encoding higher-level "
              "features such as 'mouth' or 'eyes'.\"")
     if dissection is None:
         return Verdict("C7", title, paper, "-", "not run", "The dissection has not run "
-                       "(rule dissect_units).")
+                       "(rule view_network).")
     c7 = dissection["c7"]
     counts = c7["counts"]
     depth = c7["depth"]
@@ -315,14 +315,14 @@ def verdict_c7(dissection: dict | None) -> Verdict:
 
 
 def verdict_c8(inversion: dict | None) -> Verdict:
-    """C8 from invert_layers' summary JSON (mean SSIM per layer of the trained and the
+    """C8 from view_network's inversion JSON (mean SSIM per layer of the trained and the
     untrained network), by :func:`lfwcnn.inversion.c8_verdict`'s rule."""
     title = "The first conv layer keeps almost all information of the image"
     paper = ("\"In the first convolutional layer, the activations keep almost all of the "
              "information in the test image\" (and less deeper)")
     if inversion is None:
         return Verdict("C8", title, paper, "-", "not run", "The inversion has not run "
-                       "(rule invert_layers).")
+                       "(rule view_network).")
     c8 = inversion["c8"]
     trained, untrained = c8["trained"], c8["untrained"]
     ssim = " -> ".join(f"{v:.2f}" for v in trained["mean_ssim"].values())

@@ -315,7 +315,7 @@ def plot_top_units(faces: np.ndarray, units: Sequence[Mapping], activations: Map
         threshold = channel_thresholds(maps, quantile)[0]
         peaks = maps.reshape(len(maps), -1).max(axis=1)
         for c, i in enumerate(np.argsort(-peaks, kind="stable")[:per_unit]):
-            area = upsample(maps[i: i + 1], size)[0, :, :, 0] >= threshold
+            area = np.asarray(upsample(maps[i: i + 1], size))[0, :, :, 0] >= threshold
             ax = axes[r, c]
             ax.imshow(faces[i], interpolation="nearest")
             ax.imshow(np.ma.masked_where(~area, area), cmap="autumn", alpha=0.55,

@@ -294,7 +294,7 @@ def write_report(
     timings: list[Path] | None = None, backprop_json: Path | None = None,
     backprop_html: Path | None = None, sweep_summary: Path | None = None,
     sweep_figure: Path | None = None,
-    # rules dissect_units, invert_layers, draw_filter_patterns and draw_gradcam's outputs
+    # rule view_network's outputs
     dissection_counts: Path | None = None, dissection_figure: Path | None = None,
     dissection_top: Path | None = None, inversion_summary: Path | None = None,
     inversion_figure: Path | None = None, pattern_grids: list[Path] | None = None,

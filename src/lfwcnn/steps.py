@@ -48,10 +48,7 @@ STEPS = {
     "write_report": "lfwcnn.report",
     "verify_backprop": "lfwcnn.verify_backprop",
     "find_landmarks": "lfwcnn.landmarks",
-    "dissect_units": "lfwcnn.views",
-    "invert_layers": "lfwcnn.views",
-    "draw_filter_patterns": "lfwcnn.views",
-    "draw_gradcam": "lfwcnn.views",
+    "view_network": "lfwcnn.views",
 }
 # commands that are no step (no rule runs them): they read what the steps wrote
 COMMANDS = {"progress": ("lfwcnn.progress", "how far every training of a results folder is")}

@@ -1,6 +1,6 @@
-"""The steps of issue 15's views of what the network learned (claims C7 and C8), each for a
-trained model and, as the control, the same network with its untrained initial weights (the
-weights training with the same seed starts from):
+"""The step of issue 15's views of what the network learned (claims C7 and C8),
+:func:`view_network`, for a trained model and, as the control, the same network with its
+untrained initial weights (the weights training with the same seed starts from):
 
 * :func:`dissect_units`: network dissection on face parts (:mod:`lfwcnn.dissection`, masks
   from the landmarks of :func:`lfwcnn.landmarks.find_landmarks`), the C7 verdict;
@@ -9,13 +9,18 @@ weights training with the same seed starts from):
 * :func:`draw_filter_patterns`: the input that maximises each filter of a conv layer;
 * :func:`draw_gradcam`: Grad-CAM of one test face per person (:mod:`lfwcnn.gradcam`).
 
-Every output is a file a person can open (CSV, JSON, npz, PNG); the report
-(:mod:`lfwcnn.report`, :func:`lfwcnn.claims.verdict_c7` and ``verdict_c8``) reads the JSON.
+One step, not four: each view takes a few seconds, less than starting TensorFlow, loading
+the model and building its untrained twin, which the four so share (a change of any
+``views`` key reruns all four, about half a minute on 2 CPU cores). Every output is a file
+a person can open (CSV, JSON, npz, PNG); the report (:mod:`lfwcnn.report`,
+:func:`lfwcnn.claims.verdict_c7` and ``verdict_c8``) reads the JSON.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +32,13 @@ from lfwcnn.atomic import atomic_path, write_text
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.evaluate import load_model
+from lfwcnn.landmarks import Landmarks, load_landmarks
 from lfwcnn.model import FEATURE_LAYER, scale_pixels
 from lfwcnn.ownership import check_outputs, listed
 from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
 
-NETWORKS = ("trained", "untrained")
 TOP_UNITS = 2  # top units of each C7 part shown with their top-activating faces
 TOP_FACES = 4
 SENSITIVITY = (0.75, 1.25)  # C7 also judged at these multiples of the IoU threshold
@@ -58,32 +63,15 @@ def feature_layers(network) -> list[str]:
     return names
 
 
-def networks(network: Path, data: Dataset, model: Settings, seed: int) -> dict:
-    """The trained model of ``network`` and the untrained one of the same seed."""
-    from lfwcnn.dissection import untrained_model
-
-    trained = load_model(network, data.images)
-    return {"trained": trained,
-            "untrained": untrained_model(data.n_classes, data.images.shape[1:], model, seed)}
-
-
-def test_faces(dataset: Path, split: Path) -> tuple[Dataset, np.ndarray]:
-    data = load_dataset(dataset)
-    _, test_idx = load_split(split, data)
-    if not len(test_idx):
-        raise LfwcnnError(f"{split}: no test faces")
-    return data, test_idx
-
-
-def dissect_units(*, network: Path, dataset: Path, split: Path, landmarks: Path, units: Path,
-                  counts: Path, figure: Path, top_figure: Path, model: Settings,
-                  views: Settings, seed: int) -> None:
-    """Step: every channel of every conv and pooling layer of the trained and the untrained
-    network dissected on the test faces' part masks: ``units`` (CSV: network, layer, channel,
-    region, iou, detector), ``counts`` (JSON: detectors per layer and region of each network,
-    channels per layer, region shares and the IoU each can reach, top eye and mouth units, the
-    C7 verdict), ``figure`` (detectors per layer and part, trained vs untrained) and
-    ``top_figure`` (the top eye and mouth units' top-activating faces, region overlaid)."""
+def dissect_units(nets: dict, data: Dataset, test_idx: np.ndarray, marks: Landmarks,
+                  settings: Settings, *, units: Path, counts: Path, detectors: Path,
+                  top_units: Path) -> None:
+    """Every channel of every conv and pooling layer of both networks dissected on the test
+    faces' part masks: ``units`` (CSV: network, layer, channel, region, iou, detector),
+    ``counts`` (JSON: detectors per layer and region of each network, channels per layer,
+    region shares and the IoU each can reach, top eye and mouth units, the C7 verdict),
+    ``detectors`` (detectors per layer and part, trained vs untrained) and ``top_units`` (the
+    top eye and mouth units' top-activating faces, region overlaid)."""
     from lfwcnn.dissection import (
         C7_PARTS,
         c7_verdict,
@@ -93,46 +81,37 @@ def dissect_units(*, network: Path, dataset: Path, split: Path, landmarks: Path,
         max_iou,
         units_per_layer,
     )
-    from lfwcnn.landmarks import load_landmarks
     from lfwcnn.part_masks import part_masks, region_shares
 
-    check_outputs({"units": units, "counts": counts, "figure": figure, "top_figure": top_figure},
-                  {"network": network, "dataset": dataset, "split": split,
-                   "landmarks": landmarks})
-    settings = views.dissection
-    data, test_idx = test_faces(dataset, split)
-    marks = load_landmarks(landmarks)
-    if list(map(str, marks.files)) != list(map(str, data.files)):
-        raise LfwcnnError(f"{landmarks}: its faces are not those of {dataset} (run "
-                          "find_landmarks again)")
-    size = data.images.shape[1]
-    masks = part_masks(marks.points[test_idx], size, grow=settings.grow)
+    masks = part_masks(marks.points[test_idx], data.images.shape[1], grow=settings.grow)
     faces = scale_pixels(data.images[test_idx])
     tables, acts = {}, {}
-    for name, net in networks(network, data, model, seed).items():
-        layers = feature_layers(net)
-        acts[name] = layer_activations(net, layers, faces)
+    for name, net in nets.items():
+        acts[name] = layer_activations(net, feature_layers(net), faces)
         tables[name] = dissect(acts[name], masks, quantile=settings.quantile,
                                iou_threshold=settings.iou_threshold)
-    found = {name: detector_counts(table) for name, table in tables.items()}
     per_layer = units_per_layer(tables["trained"])
-    verdict = c7_verdict(found["trained"], found["untrained"], first=next(iter(per_layer)),
-                         units=per_layer)
-    shares = region_shares(masks)
+    first = next(iter(per_layer))
+
+    def verdict_at(threshold: float) -> dict:
+        found = {name: detector_counts(table.assign(detector=table["iou"] > threshold))
+                 for name, table in tables.items()}
+        return {"found": found, **c7_verdict(found["trained"], found["untrained"], first=first,
+                                             units=per_layer)}
+
+    verdict = verdict_at(settings.iou_threshold)
+    found = verdict.pop("found")
     # C7 is fragile near the threshold: the verdict at a quarter below and above it
     sensitivity = {}
     for factor in SENSITIVITY:
         threshold = round(settings.iou_threshold * factor, 6)
-        again = {name: detector_counts(table.assign(detector=table["iou"] > threshold))
-                 for name, table in tables.items()}
-        other = c7_verdict(again["trained"], again["untrained"], first=next(iter(per_layer)),
-                           units=per_layer)
+        other = verdict_at(threshold)
         sensitivity[str(threshold)] = {"holds": other["holds"], "counts": other["counts"]}
+    shares = region_shares(masks)
     trained = tables["trained"]
     top = []
     for part in C7_PARTS:
-        best = trained[trained["region"] == part].nlargest(TOP_UNITS, "iou")
-        top += best.to_dict("records")
+        top += trained[trained["region"] == part].nlargest(TOP_UNITS, "iou").to_dict("records")
     write_csv(units, pd.concat([t.assign(network=name) for name, t in tables.items()])[
         ["network", "layer", "channel", "region", "iou", "detector"]])
     write_json(counts, {
@@ -152,34 +131,28 @@ def dissect_units(*, network: Path, dataset: Path, split: Path, landmarks: Path,
         "c7": verdict,
         "c7_at_other_thresholds": sensitivity,
     })
-    plots.plot_detector_counts(found, settings.iou_threshold, figure)
+    plots.plot_detector_counts(found, settings.iou_threshold, detectors)
     plots.plot_top_units(data.images[test_idx], top, acts["trained"], masks, settings.quantile,
-                         TOP_FACES, top_figure)
+                         TOP_FACES, top_units)
     log.info("C7 %s: detectors (eyes, mouth) trained %s, untrained %s",
              "holds" if verdict["holds"] else "does not hold",
              [c["trained"] for c in verdict["counts"].values()],
              [c["untrained"] for c in verdict["counts"].values()])
 
 
-def invert_layers(*, network: Path, dataset: Path, split: Path, reconstructions: Path,
-                  scores: Path, summary: Path, figure: Path, model: Settings, views: Settings,
-                  seed: int) -> None:
-    """Step: the first ``views.inversion.faces`` test faces reconstructed from each conv and
-    pooling layer of the trained and the untrained network: ``reconstructions`` (npz: faces,
-    layers, and ``<network>_<layer>`` (n, H, W, 3) in [0, 1]), ``scores`` (CSV: network, layer,
-    image, psnr, ssim), ``summary`` (JSON: mean PSNR and SSIM per layer, the C8 verdict) and
-    ``figure`` (the reconstructions side by side)."""
+def invert_layers(nets: dict, data: Dataset, test_idx: np.ndarray, settings: Settings, *,
+                  reconstructions: Path, scores: Path, summary: Path, figure: Path) -> None:
+    """The first ``settings.faces`` test faces reconstructed from each conv and pooling layer
+    of both networks: ``reconstructions`` (npz: faces, layers, and ``<network>_<layer>``
+    (n, H, W, 3) in [0, 1]), ``scores`` (CSV: network, layer, image, psnr, ssim), ``summary``
+    (JSON: mean PSNR and SSIM per layer, the C8 verdict) and ``figure`` (side by side)."""
     from lfwcnn.inversion import c8_verdict, invert_layer, reconstruction_scores
 
-    check_outputs({"reconstructions": reconstructions, "scores": scores, "summary": summary,
-                   "figure": figure}, {"network": network, "dataset": dataset, "split": split})
-    settings = views.inversion
-    data, test_idx = test_faces(dataset, split)
     chosen = test_idx[: settings.faces]
     faces = scale_pixels(data.images[chosen])
     arrays: dict[str, np.ndarray] = {}
     tables, means = [], {}
-    for name, net in networks(network, data, model, seed).items():
+    for name, net in nets.items():
         layers = feature_layers(net)
         recon = {layer: invert_layer(net, layer, faces, steps=settings.steps,
                                      learning_rate=settings.learning_rate,
@@ -202,45 +175,36 @@ def invert_layers(*, network: Path, dataset: Path, split: Path, reconstructions:
         "c8": verdict,
     })
     plots.plot_reconstructions(faces, {name: {layer: arrays[f"{name}_{layer}"]
-                                              for layer in layers} for name in NETWORKS},
+                                              for layer in layers} for name in nets},
                                tables, figure)
     log.info("C8 %s: mean SSIM per layer (trained) %s", "holds" if verdict["holds"] else
              "does not hold", {k: round(v, 3) for k, v in means["trained"]["ssim"].items()})
 
 
-def draw_filter_patterns(*, network: Path, grids: list[Path], views: Settings) -> None:
-    """Step: for each conv layer named by a file of ``grids`` (``conv1.png``), a grid of the
-    inputs that maximise each of its filters (gradient ascent from a neutral grey image)."""
+def draw_filter_patterns(network, settings: Settings, grids: dict[str, Path]) -> None:
+    """For each conv layer of ``grids`` (layer -> file), a grid of the inputs that maximise
+    each of its filters (gradient ascent from a neutral grey image)."""
     from lfwcnn.inversion import filter_patterns
-    from lfwcnn.loading import load_keras_model
 
-    paths = layer_files(grids, "grids")
-    check_outputs(listed("grids", grids), {"network": network})
-    net = load_keras_model(network)
-    settings = views.filter_patterns
-    for layer, path in paths.items():
-        patterns = filter_patterns(net, layer, steps=settings.steps,
+    for layer, path in grids.items():
+        patterns = filter_patterns(network, layer, steps=settings.steps,
                                    step_size=settings.step_size, seed=settings.seed)
         plots.plot_patterns(patterns, layer, path)
 
 
-def draw_gradcam(*, network: Path, dataset: Path, split: Path, figure: Path, table: Path,
-                 views: Settings) -> None:
-    """Step: Grad-CAM (last conv layer, for the predicted person) of the first
-    ``views.gradcam.per_person`` test faces of each person, overlaid on the faces in
-    ``figure``, with the true and the predicted person (also in ``table``, CSV)."""
+def draw_gradcam(network, data: Dataset, test_idx: np.ndarray, per_person: int, *,
+                 figure: Path, table: Path) -> None:
+    """Grad-CAM (last conv layer, for the predicted person) of the first ``per_person`` test
+    faces of each person, overlaid on the faces in ``figure``, with the true and the
+    predicted person (also in ``table``, CSV)."""
     from lfwcnn.gradcam import gradcam, last_conv_layer
 
-    check_outputs({"figure": figure, "table": table},
-                  {"network": network, "dataset": dataset, "split": split})
-    data, test_idx = test_faces(dataset, split)
-    net = load_model(network, data.images)
     chosen = [int(i) for label in range(data.n_classes)
-              for i in test_idx[data.labels[test_idx] == label][: views.gradcam.per_person]]
+              for i in test_idx[data.labels[test_idx] == label][:per_person]]
     faces = scale_pixels(data.images[chosen])
-    predicted = np.asarray(net(faces, training=False)).argmax(axis=1)
-    layer = last_conv_layer(net)
-    cams = gradcam(net, faces, predicted, layer=layer)
+    predicted = np.asarray(network(faces, training=False)).argmax(axis=1)
+    layer = last_conv_layer(network)
+    cams = gradcam(network, faces, predicted, layer=layer)
     names = [str(name) for name in data.class_names]
     rows = pd.DataFrame({"file": data.files[chosen],
                          "true": [names[data.labels[i]] for i in chosen],
@@ -248,3 +212,65 @@ def draw_gradcam(*, network: Path, dataset: Path, split: Path, figure: Path, tab
     rows["correct"] = rows["true"] == rows["predicted"]
     write_csv(table, rows)
     plots.plot_gradcam(data.images[chosen], cams, rows, figure)
+
+
+def view_network(*, network: Path, dataset: Path, split: Path, landmarks: Path, units: Path,
+                 dissection: Path, detectors: Path, top_units: Path, reconstructions: Path,
+                 inversion_scores: Path, inversion: Path, reconstruction_grid: Path,
+                 patterns: list[Path], gradcam: Path, gradcam_faces: Path, model: Settings,
+                 views: Settings, seed: int) -> None:
+    """Step: the four views of the network ``network`` (trained with ``seed``) on the test
+    faces of ``dataset`` and ``split``: the dissection (``units``, ``dissection``, ``detectors``,
+    ``top_units``), the inversion (``reconstructions``, ``inversion_scores``, ``inversion``,
+    ``reconstruction_grid``), the filter patterns (one grid of ``patterns`` per conv layer,
+    named after it: ``conv1.png``) and Grad-CAM (``gradcam``, ``gradcam_faces``)."""
+    from lfwcnn.dissection import untrained_model
+
+    grids = layer_files(patterns, "patterns")
+    check_outputs({"units": units, "dissection": dissection, "detectors": detectors,
+                   "top_units": top_units, "reconstructions": reconstructions,
+                   "inversion_scores": inversion_scores, "inversion": inversion,
+                   "reconstruction_grid": reconstruction_grid, **listed("patterns", patterns),
+                   "gradcam": gradcam, "gradcam_faces": gradcam_faces},
+                  {"network": network, "dataset": dataset, "split": split,
+                   "landmarks": landmarks})
+    data = load_dataset(dataset)
+    _, test_idx = load_split(split, data)
+    if not len(test_idx):
+        raise LfwcnnError(f"{split}: no test faces")
+    marks = load_landmarks(landmarks)
+    if list(map(str, marks.files)) != list(map(str, data.files)):
+        raise LfwcnnError(f"{landmarks}: its faces are not those of {dataset} (run "
+                          "find_landmarks again)")
+    trained = load_model(network, data.images)
+    nets = {"trained": trained,
+            "untrained": untrained_model(data.n_classes, data.images.shape[1:], model, seed)}
+    timed = Stopwatch()
+    with timed("dissection"):
+        dissect_units(nets, data, test_idx, marks, views.dissection, units=units,
+                      counts=dissection, detectors=detectors, top_units=top_units)
+    with timed("inversion"):
+        invert_layers(nets, data, test_idx, views.inversion, reconstructions=reconstructions,
+                      scores=inversion_scores, summary=inversion, figure=reconstruction_grid)
+    with timed("filter patterns"):
+        draw_filter_patterns(trained, views.filter_patterns, grids)
+    with timed("Grad-CAM"):
+        draw_gradcam(trained, data, test_idx, views.gradcam.per_person, figure=gradcam,
+                     table=gradcam_faces)
+    log.info("seconds: %s", timed)
+
+
+class Stopwatch:
+    """Wall seconds of each named part of a step, for its log."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{name} {seconds}" for name, seconds in self.seconds.items())

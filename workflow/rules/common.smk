@@ -147,19 +147,28 @@ def optional_report_inputs():
         inputs["sweep_summary"] = rules.summarize_sweep.output.summary
         inputs["sweep_figure"] = rules.summarize_sweep.output.figure
     if VIEWS_ENABLED:  # claims C7, C8 and the two other views (views.smk)
-        views = {
-            "dissection_counts": rules.dissect_units.output.counts,
-            "dissection_figure": rules.dissect_units.output.figure,
-            "dissection_top": rules.dissect_units.output.top_figure,
-            "inversion_summary": rules.invert_layers.output.summary,
-            "inversion_figure": rules.invert_layers.output.figure,
-            "pattern_grids": rules.draw_filter_patterns.output.grids,
-            "gradcam_figure": rules.draw_gradcam.output.figure,
-            "gradcam_table": rules.draw_gradcam.output.table,
+        views = rules.view_network.output
+        report_names = {
+            "dissection_counts": views.dissection,
+            "dissection_figure": views.detectors,
+            "dissection_top": views.top_units,
+            "inversion_summary": views.inversion,
+            "inversion_figure": views.reconstruction_grid,
+            "pattern_grids": views.patterns,
+            "gradcam_figure": views.gradcam,
+            "gradcam_table": views.gradcam_faces,
         }
-        for name, files in views.items():
+        for name, files in report_names.items():
             inputs[name] = of_report_run(files, ACTIVATION_SEED)
     return inputs
+
+
+def report_timings():
+    """The Snakemake benchmark files whose run times the report tables (the views' where the
+    views run)."""
+    timed = [rules.export_activations, rules.draw_activations, rules.draw_training]
+    timed += [rules.find_landmarks, rules.view_network] if VIEWS_ENABLED else []
+    return of_report_run([rule.benchmark for rule in timed], ACTIVATION_SEED)
 
 
 def run_backup(wildcards):
@@ -211,7 +220,5 @@ def all_outputs():
     # the views (views.smk) of the reported run's activation seed, also where a report
     # written before them is otherwise up to date
     if VIEWS_ENABLED:
-        views = [rules.dissect_units, rules.invert_layers, rules.draw_filter_patterns]
-        for view in views + [rules.draw_gradcam]:
-            outputs += of_report_run(list(view.output), ACTIVATION_SEED)
+        outputs += of_report_run(list(rules.view_network.output), ACTIVATION_SEED)
     return outputs

@@ -107,15 +107,7 @@ rule write_report:
         activation_input=of_report_run(rules.draw_activations.output.input_figure, ACTIVATION_SEED),
         activation_sparsity=of_report_run(rules.draw_activations.output.sparsity, ACTIVATION_SEED),
         activation_grids=of_report_run(rules.draw_activations.output.grids, ACTIVATION_SEED),
-        # the run times the report tables
-        timings=of_report_run(
-            [
-                rules.export_activations.benchmark,
-                rules.draw_activations.benchmark,
-                rules.draw_training.benchmark,
-            ],
-            ACTIVATION_SEED,
-        ),
+        timings=report_timings(),
     output:
         html=report(
             "results/report/index.html",

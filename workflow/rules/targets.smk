@@ -89,15 +89,7 @@ rule dvc_activations:
 rule dvc_views:
     input:
         expand(list(rules.find_landmarks.output), dataset=REPORT_DATASET),
-        [
-            expand(list(rule.output), run=REPORT_RUN, seed=ACTIVATION_SEED)
-            for rule in (
-                rules.dissect_units,
-                rules.invert_layers,
-                rules.draw_filter_patterns,
-                rules.draw_gradcam,
-            )
-        ],
+        expand(list(rules.view_network.output), run=REPORT_RUN, seed=ACTIVATION_SEED),
     params:
         dvc=["data", "seeds", "split.seed", "model", "views"],
 

@@ -1,7 +1,8 @@
 # Claims C7 and C8, and two more views of what the network learned (issue 15): landmarks of
-# every face of a dataset, network dissection on face parts, inversion of every layer,
-# filter patterns and Grad-CAM, of the first seed's model (ACTIVATION_SEED) and, as the
-# control, the same network with its untrained initial weights. Needs activations.smk.
+# every face of a dataset, then, in one job per run and seed (the views share TensorFlow's
+# start and the models), network dissection on face parts, inversion of every layer, filter
+# patterns and Grad-CAM, of the first seed's model (ACTIVATION_SEED) and, as the control,
+# the same network with its untrained initial weights. Needs activations.smk.
 
 from lfwcnn.model import CONV
 
@@ -31,7 +32,7 @@ rule find_landmarks:
         "../scripts/step.py"
 
 
-rule dissect_units:
+rule view_network:
     input:
         network=rules.train_model.output.model_file,
         dataset=of_run(rules.prepare_dataset.output.npz),
@@ -44,76 +45,34 @@ rule dissect_units:
             category="What the network learned",
             labels={"run": "{run}", "seed": "{seed}", "table": "IoU of every unit and part"},
         ),
-        counts="results/views/{run}/seed{seed}/dissection/counts.json",
-        figure=report(
+        dissection="results/views/{run}/seed{seed}/dissection/counts.json",
+        detectors=report(
             "results/views/{run}/seed{seed}/dissection/detectors.png",
             caption="../report/dissection_plot.rst",
             category="What the network learned",
             labels={"run": "{run}", "seed": "{seed}", "figure": "detectors per layer (C7)"},
         ),
-        top_figure=report(
+        top_units=report(
             "results/views/{run}/seed{seed}/dissection/top_units.png",
             caption="../report/dissection_top.rst",
             category="What the network learned",
             labels={"run": "{run}", "seed": "{seed}", "figure": "top eye and mouth units"},
         ),
-    log:
-        "logs/views/{run}/seed{seed}_dissect.log",
-    benchmark:
-        "results/benchmarks/views/{run}/seed{seed}_dissect.tsv"
-    conda:
-        "../envs/lfwcnn.yaml"
-    threads: 2
-    resources:
-        mem_mb=6144,
-    params:
-        model=config_section("model"),
-        views=views_part("dissection"),
-    script:
-        "../scripts/step.py"
-
-
-rule invert_layers:
-    input:
-        network=rules.train_model.output.model_file,
-        dataset=of_run(rules.prepare_dataset.output.npz),
-        split=of_run(rules.split_dataset.output.split_csv),
-    output:
         reconstructions="results/views/{run}/seed{seed}/inversion/reconstructions.npz",
-        scores=report(
+        inversion_scores=report(
             "results/views/{run}/seed{seed}/inversion/scores.csv",
             caption="../report/inversion_scores.rst",
             category="What the network learned",
             labels={"run": "{run}", "seed": "{seed}", "table": "PSNR and SSIM per layer"},
         ),
-        summary="results/views/{run}/seed{seed}/inversion/summary.json",
-        figure=report(
+        inversion="results/views/{run}/seed{seed}/inversion/summary.json",
+        reconstruction_grid=report(
             "results/views/{run}/seed{seed}/inversion/reconstructions.png",
             caption="../report/inversion_figure.rst",
             category="What the network learned",
             labels={"run": "{run}", "seed": "{seed}", "figure": "reconstructions (C8)"},
         ),
-    log:
-        "logs/views/{run}/seed{seed}_invert.log",
-    benchmark:
-        "results/benchmarks/views/{run}/seed{seed}_invert.tsv"
-    conda:
-        "../envs/lfwcnn.yaml"
-    threads: 2
-    resources:
-        mem_mb=3072,
-    params:
-        model=config_section("model"),
-        views=views_part("inversion"),
-    script:
-        "../scripts/step.py"
-
-
-rule draw_filter_patterns:
-    input:
-        network=rules.train_model.output.model_file,
-    output:
-        grids=[
+        patterns=[
             report(
                 f"results/views/{{run}}/seed{{seed}}/patterns/{layer}.png",
                 caption="../report/filter_patterns.rst",
@@ -122,44 +81,24 @@ rule draw_filter_patterns:
             )
             for layer in CONV_LAYERS
         ],
-    log:
-        "logs/views/{run}/seed{seed}_patterns.log",
-    benchmark:
-        "results/benchmarks/views/{run}/seed{seed}_patterns.tsv"
-    conda:
-        "../envs/lfwcnn.yaml"
-    threads: 2
-    resources:
-        mem_mb=2048,
-    params:
-        views=views_part("filter_patterns"),
-    script:
-        "../scripts/step.py"
-
-
-rule draw_gradcam:
-    input:
-        network=rules.train_model.output.model_file,
-        dataset=of_run(rules.prepare_dataset.output.npz),
-        split=of_run(rules.split_dataset.output.split_csv),
-    output:
-        figure=report(
+        gradcam=report(
             "results/views/{run}/seed{seed}/gradcam/overlays.png",
             caption="../report/gradcam.rst",
             category="What the network learned",
             labels={"run": "{run}", "seed": "{seed}", "figure": "Grad-CAM per person"},
         ),
-        table="results/views/{run}/seed{seed}/gradcam/faces.csv",
+        gradcam_faces="results/views/{run}/seed{seed}/gradcam/faces.csv",
     log:
-        "logs/views/{run}/seed{seed}_gradcam.log",
+        "logs/views/{run}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/views/{run}/seed{seed}_gradcam.tsv"
+        "results/benchmarks/views/{run}/seed{seed}.tsv"
     conda:
         "../envs/lfwcnn.yaml"
     threads: 2
     resources:
-        mem_mb=2048,
+        mem_mb=6144,
     params:
-        views=views_part("gradcam"),
+        model=config_section("model"),
+        views=config_section("views", without=["enabled", "landmarks"]),
     script:
         "../scripts/step.py"
