@@ -48,6 +48,22 @@ def test_a_channel_firing_exactly_on_the_eyes_detects_eyes_and_nothing_else(mask
     assert counts.loc["conv9"].to_dict() == {r: int(r in ("eyes", "mouth")) for r in REGIONS}
 
 
+def test_counts_equal_a_plain_numpy_count_on_random_upsampled_maps(masks):
+    rng = np.random.default_rng(3)
+    maps = np.maximum(rng.standard_normal((N, 16, 16, 5)), 0).astype(np.float32)
+    maps[..., 4] = -1.0  # a unit that never fires: threshold below zero, selects nothing
+    up = np.asarray(upsample(maps, SIZE))
+    thresholds = channel_thresholds(maps, 0.02)
+    ious = channel_ious(maps, masks, quantile=0.02, chunk=2)
+    for channel in range(maps.shape[-1]):
+        selected = (up[..., channel] >= thresholds[channel]) & (up[..., channel] > 0)
+        for region, mask in masks.items():
+            union = (selected | mask).sum()
+            expected = (selected & mask).sum() / union if union else 0.0
+            assert ious.loc[channel, region] == expected, (channel, region)
+    assert (ious.loc[4] == 0).all()
+
+
 def test_the_quantile_selects_exactly_the_top_share():
     values = np.random.default_rng(0).permutation(1000).astype(np.float32)
     maps = values.reshape(10, 10, 10, 1)

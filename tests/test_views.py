@@ -78,6 +78,17 @@ def viewed(small) -> dict:
     return files
 
 
+def test_view_network_writes_the_same_files_on_two_threads(small, viewed):
+    files = view_files(small["folder"] / "views-2-threads")
+    assert step("view_network", small["folder"], **small["inputs"],
+                landmarks=small["folder"] / "landmarks.npz", seed=0, threads=2, **files) == 0
+    for name, paths in files.items():
+        for path, alone in zip(paths if isinstance(paths, list) else [paths],
+                               viewed[name] if isinstance(paths, list) else [viewed[name]],
+                               strict=True):
+            assert path.read_bytes() == alone.read_bytes(), name
+
+
 def test_dissection_writes_units_counts_and_the_c7_verdict(viewed):
     units = pd.read_csv(viewed["units"])
     assert list(units.columns) == ["network", "layer", "channel", "region", "iou", "detector"]

@@ -2,12 +2,13 @@
 :func:`view_network`, for a trained model and, as the control, the same network with its
 untrained initial weights (the weights training with the same seed starts from):
 
-* :func:`dissect_units`: network dissection on face parts (:mod:`lfwcnn.dissection`, masks
-  from the landmarks of :func:`lfwcnn.landmarks.find_landmarks`), the C7 verdict;
-* :func:`invert_layers`: the test faces reconstructed from every layer's activations
-  (:mod:`lfwcnn.inversion`), PSNR and SSIM per layer, the C8 verdict;
-* :func:`draw_filter_patterns`: the input that maximises each filter of a conv layer;
-* :func:`draw_gradcam`: Grad-CAM of one test face per person (:mod:`lfwcnn.gradcam`).
+* network dissection on face parts (:func:`dissect_network`, :func:`write_dissection`;
+  :mod:`lfwcnn.dissection`, masks from the landmarks of
+  :func:`lfwcnn.landmarks.find_landmarks`), the C7 verdict;
+* the test faces reconstructed from every layer's activations (:func:`write_inversion`;
+  :mod:`lfwcnn.inversion`), PSNR and SSIM per layer, the C8 verdict;
+* the input that maximises each filter of a conv layer (:mod:`lfwcnn.inversion`);
+* Grad-CAM of one test face per person (:func:`gradcam_faces_of`; :mod:`lfwcnn.gradcam`).
 
 One step, not four: each view takes a few seconds, less than starting TensorFlow, loading
 the model and building its untrained twin, which the four so share (a change of any
@@ -19,8 +20,7 @@ a person can open (CSV, JSON, npz, PNG); the report (:mod:`lfwcnn.report`,
 from __future__ import annotations
 
 import logging
-import time
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from lfwcnn.atomic import atomic_path, write_text
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.evaluate import load_model
-from lfwcnn.landmarks import Landmarks, load_landmarks
+from lfwcnn.landmarks import load_landmarks
 from lfwcnn.model import FEATURE_LAYER, scale_pixels
 from lfwcnn.ownership import check_outputs, listed
 from lfwcnn.settings import Settings
@@ -63,33 +63,36 @@ def feature_layers(network) -> list[str]:
     return names
 
 
-def dissect_units(nets: dict, data: Dataset, test_idx: np.ndarray, marks: Landmarks,
-                  settings: Settings, *, units: Path, counts: Path, detectors: Path,
-                  top_units: Path) -> None:
-    """Every channel of every conv and pooling layer of both networks dissected on the test
-    faces' part masks: ``units`` (CSV: network, layer, channel, region, iou, detector),
-    ``counts`` (JSON: detectors per layer and region of each network, channels per layer,
-    region shares and the IoU each can reach, top eye and mouth units, the C7 verdict),
-    ``detectors`` (detectors per layer and part, trained vs untrained) and ``top_units`` (the
-    top eye and mouth units' top-activating faces, region overlaid)."""
+def dissect_network(network, faces: np.ndarray, masks: dict[str, np.ndarray],
+                    settings: Settings) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
+    """The activations of ``network``'s conv and pooling layers for ``faces`` and their
+    dissection table (:func:`lfwcnn.dissection.dissect`)."""
+    from lfwcnn.dissection import dissect, layer_activations
+
+    acts = layer_activations(network, feature_layers(network), faces)
+    return acts, dissect(acts, masks, quantile=settings.quantile,
+                         iou_threshold=settings.iou_threshold)
+
+
+def write_dissection(tables: dict[str, pd.DataFrame], acts: dict[str, np.ndarray],
+                     faces: np.ndarray, masks: dict[str, np.ndarray], detected: np.ndarray,
+                     settings: Settings, *, units: Path, counts: Path, detectors: Path,
+                     top_units: Path) -> None:
+    """From both networks' dissection ``tables`` and the trained network's ``acts`` of the
+    test ``faces``: ``units`` (CSV: network, layer, channel, region, iou, detector), ``counts``
+    (JSON: detectors per layer and region of each network, channels per layer, region shares
+    and the IoU each can reach, top eye and mouth units, the C7 verdict), ``detectors``
+    (detectors per layer and part, trained vs untrained) and ``top_units`` (the top eye and
+    mouth units' top-activating faces, region overlaid)."""
     from lfwcnn.dissection import (
         C7_PARTS,
         c7_verdict,
         detector_counts,
-        dissect,
-        layer_activations,
         max_iou,
         units_per_layer,
     )
-    from lfwcnn.part_masks import part_masks, region_shares
+    from lfwcnn.part_masks import region_shares
 
-    masks = part_masks(marks.points[test_idx], data.images.shape[1], grow=settings.grow)
-    faces = scale_pixels(data.images[test_idx])
-    tables, acts = {}, {}
-    for name, net in nets.items():
-        acts[name] = layer_activations(net, feature_layers(net), faces)
-        tables[name] = dissect(acts[name], masks, quantile=settings.quantile,
-                               iou_threshold=settings.iou_threshold)
     per_layer = units_per_layer(tables["trained"])
     first = next(iter(per_layer))
 
@@ -116,8 +119,7 @@ def dissect_units(nets: dict, data: Dataset, test_idx: np.ndarray, marks: Landma
         ["network", "layer", "channel", "region", "iou", "detector"]])
     write_json(counts, {
         "quantile": settings.quantile, "iou_threshold": settings.iou_threshold,
-        "grow": settings.grow, "test_faces": len(test_idx),
-        "detected_faces": int(marks.detected[test_idx].sum()),
+        "grow": settings.grow, "test_faces": len(faces), "detected_faces": int(detected.sum()),
         "units": per_layer,
         "counts": {name: {layer: {region: int(n) for region, n in row.items()}
                           for layer, row in table.to_dict(orient="index").items()}
@@ -132,71 +134,49 @@ def dissect_units(nets: dict, data: Dataset, test_idx: np.ndarray, marks: Landma
         "c7_at_other_thresholds": sensitivity,
     })
     plots.plot_detector_counts(found, settings.iou_threshold, detectors)
-    plots.plot_top_units(data.images[test_idx], top, acts["trained"], masks, settings.quantile,
-                         TOP_FACES, top_units)
+    plots.plot_top_units(faces, top, acts, masks, settings.quantile, TOP_FACES, top_units)
     log.info("C7 %s: detectors (eyes, mouth) trained %s, untrained %s",
              "holds" if verdict["holds"] else "does not hold",
              [c["trained"] for c in verdict["counts"].values()],
              [c["untrained"] for c in verdict["counts"].values()])
 
 
-def invert_layers(nets: dict, data: Dataset, test_idx: np.ndarray, settings: Settings, *,
-                  reconstructions: Path, scores: Path, summary: Path, figure: Path) -> None:
-    """The first ``settings.faces`` test faces reconstructed from each conv and pooling layer
-    of both networks: ``reconstructions`` (npz: faces, layers, and ``<network>_<layer>``
-    (n, H, W, 3) in [0, 1]), ``scores`` (CSV: network, layer, image, psnr, ssim), ``summary``
-    (JSON: mean PSNR and SSIM per layer, the C8 verdict) and ``figure`` (side by side)."""
-    from lfwcnn.inversion import c8_verdict, invert_layer, reconstruction_scores
+def write_inversion(faces: np.ndarray, files: np.ndarray,
+                    recon: dict[str, dict[str, np.ndarray]], settings: Settings, *,
+                    reconstructions: Path, scores: Path, summary: Path, figure: Path) -> None:
+    """From the reconstructions ``recon`` (network -> layer -> (n, H, W, 3) in [0, 1]) of the
+    test ``faces``: ``reconstructions`` (npz: faces, files, layers, and ``<network>_<layer>``),
+    ``scores`` (CSV: network, layer, image, psnr, ssim), ``summary`` (JSON: mean PSNR and SSIM
+    per layer, the C8 verdict) and ``figure`` (side by side)."""
+    from lfwcnn.inversion import c8_verdict, reconstruction_scores
 
-    chosen = test_idx[: settings.faces]
-    faces = scale_pixels(data.images[chosen])
-    arrays: dict[str, np.ndarray] = {}
-    tables, means = [], {}
-    for name, net in nets.items():
-        layers = feature_layers(net)
-        recon = {layer: invert_layer(net, layer, faces, steps=settings.steps,
-                                     learning_rate=settings.learning_rate,
-                                     tv_weight=settings.tv_weight, seed=settings.seed)
-                 for layer in layers}
-        arrays.update({f"{name}_{layer}": images for layer, images in recon.items()})
-        table = reconstruction_scores(faces, recon).assign(network=name)
-        tables.append(table)
-        means[name] = table.groupby("layer", sort=False)[["psnr", "ssim"]].mean()
+    tables = [reconstruction_scores(faces, layers).assign(network=name)
+              for name, layers in recon.items()]
+    means = {table["network"].iloc[0]: table.groupby("layer", sort=False)[["psnr", "ssim"]].mean()
+             for table in tables}
     verdict = c8_verdict(means["trained"]["ssim"].to_dict(), means["untrained"]["ssim"].to_dict(),
                          threshold=settings.ssim_threshold)
-    save_npz(reconstructions, faces=faces, files=data.files[chosen], layers=np.array(layers),
-             **arrays)
+    save_npz(reconstructions, faces=faces, files=files, layers=np.array(list(recon["trained"])),
+             **{f"{name}_{layer}": images for name, layers in recon.items()
+                for layer, images in layers.items()})
     write_csv(scores, pd.concat(tables)[["network", "layer", "image", "psnr", "ssim"]])
     write_json(summary, {
-        "faces": [str(f) for f in data.files[chosen]], "steps": settings.steps,
+        "faces": [str(f) for f in files], "steps": settings.steps,
         "tv_weight": settings.tv_weight, "ssim_threshold": settings.ssim_threshold,
         "layers": {name: [{"layer": layer, "psnr": float(row["psnr"]), "ssim": float(row["ssim"])}
                           for layer, row in table.iterrows()] for name, table in means.items()},
         "c8": verdict,
     })
-    plots.plot_reconstructions(faces, {name: {layer: arrays[f"{name}_{layer}"]
-                                              for layer in layers} for name in nets},
-                               tables, figure)
+    plots.plot_reconstructions(faces, recon, tables, figure)
     log.info("C8 %s: mean SSIM per layer (trained) %s", "holds" if verdict["holds"] else
              "does not hold", {k: round(v, 3) for k, v in means["trained"]["ssim"].items()})
 
 
-def draw_filter_patterns(network, settings: Settings, grids: dict[str, Path]) -> None:
-    """For each conv layer of ``grids`` (layer -> file), a grid of the inputs that maximise
-    each of its filters (gradient ascent from a neutral grey image)."""
-    from lfwcnn.inversion import filter_patterns
-
-    for layer, path in grids.items():
-        patterns = filter_patterns(network, layer, steps=settings.steps,
-                                   step_size=settings.step_size, seed=settings.seed)
-        plots.plot_patterns(patterns, layer, path)
-
-
-def draw_gradcam(network, data: Dataset, test_idx: np.ndarray, per_person: int, *,
-                 figure: Path, table: Path) -> None:
+def gradcam_faces_of(network, data: Dataset, test_idx: np.ndarray, per_person: int
+                     ) -> tuple[list[int], np.ndarray, pd.DataFrame]:
     """Grad-CAM (last conv layer, for the predicted person) of the first ``per_person`` test
-    faces of each person, overlaid on the faces in ``figure``, with the true and the
-    predicted person (also in ``table``, CSV)."""
+    faces of each person: their indices, maps and a table (file, true and predicted person,
+    layer, correct)."""
     from lfwcnn.gradcam import gradcam, last_conv_layer
 
     chosen = [int(i) for label in range(data.n_classes)
@@ -204,27 +184,33 @@ def draw_gradcam(network, data: Dataset, test_idx: np.ndarray, per_person: int, 
     faces = scale_pixels(data.images[chosen])
     predicted = np.asarray(network(faces, training=False)).argmax(axis=1)
     layer = last_conv_layer(network)
-    cams = gradcam(network, faces, predicted, layer=layer)
     names = [str(name) for name in data.class_names]
     rows = pd.DataFrame({"file": data.files[chosen],
                          "true": [names[data.labels[i]] for i in chosen],
                          "predicted": [names[p] for p in predicted], "layer": layer})
     rows["correct"] = rows["true"] == rows["predicted"]
-    write_csv(table, rows)
-    plots.plot_gradcam(data.images[chosen], cams, rows, figure)
+    return chosen, gradcam(network, faces, predicted, layer=layer), rows
 
 
 def view_network(*, network: Path, dataset: Path, split: Path, landmarks: Path, units: Path,
                  dissection: Path, detectors: Path, top_units: Path, reconstructions: Path,
                  inversion_scores: Path, inversion: Path, reconstruction_grid: Path,
                  patterns: list[Path], gradcam: Path, gradcam_faces: Path, model: Settings,
-                 views: Settings, seed: int) -> None:
-    """Step: the four views of the network ``network`` (trained with ``seed``) on the test
-    faces of ``dataset`` and ``split``: the dissection (``units``, ``dissection``, ``detectors``,
-    ``top_units``), the inversion (``reconstructions``, ``inversion_scores``, ``inversion``,
-    ``reconstruction_grid``), the filter patterns (one grid of ``patterns`` per conv layer,
-    named after it: ``conv1.png``) and Grad-CAM (``gradcam``, ``gradcam_faces``)."""
+                 views: Settings, seed: int, threads: int = 1) -> None:
+    """Step: the four views of the network ``network`` (trained with ``seed``) and of its
+    untrained twin on the test faces of ``dataset`` and ``split``: the dissection (``units``,
+    ``dissection``, ``detectors``, ``top_units``), the inversion (``reconstructions``,
+    ``inversion_scores``, ``inversion``, ``reconstruction_grid``), the filter patterns (one
+    grid of ``patterns`` per conv layer, named after it: ``conv1.png``) and Grad-CAM
+    (``gradcam``, ``gradcam_faces``).
+
+    Their independent parts (each network's dissection, each network and layer's inversion,
+    each layer's patterns, the Grad-CAM) run on ``threads`` threads (TensorFlow's ops release
+    the GIL; each part's result does not depend on the others, so the files are the same for
+    any number); the files are written in this thread."""
     from lfwcnn.dissection import untrained_model
+    from lfwcnn.inversion import filter_patterns, invert_layer
+    from lfwcnn.part_masks import part_masks
 
     grids = layer_files(patterns, "patterns")
     check_outputs({"units": units, "dissection": dissection, "detectors": detectors,
@@ -245,32 +231,38 @@ def view_network(*, network: Path, dataset: Path, split: Path, landmarks: Path, 
     trained = load_model(network, data.images)
     nets = {"trained": trained,
             "untrained": untrained_model(data.n_classes, data.images.shape[1:], model, seed)}
-    timed = Stopwatch()
-    with timed("dissection"):
-        dissect_units(nets, data, test_idx, marks, views.dissection, units=units,
-                      counts=dissection, detectors=detectors, top_units=top_units)
-    with timed("inversion"):
-        invert_layers(nets, data, test_idx, views.inversion, reconstructions=reconstructions,
-                      scores=inversion_scores, summary=inversion, figure=reconstruction_grid)
-    with timed("filter patterns"):
-        draw_filter_patterns(trained, views.filter_patterns, grids)
-    with timed("Grad-CAM"):
-        draw_gradcam(trained, data, test_idx, views.gradcam.per_person, figure=gradcam,
-                     table=gradcam_faces)
-    log.info("seconds: %s", timed)
-
-
-class Stopwatch:
-    """Wall seconds of each named part of a step, for its log."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str):
-        start = time.perf_counter()
-        yield
-        self.seconds[name] = round(time.perf_counter() - start, 1)
-
-    def __str__(self) -> str:
-        return ", ".join(f"{name} {seconds}" for name, seconds in self.seconds.items())
+    masks = part_masks(marks.points[test_idx], data.images.shape[1], grow=views.dissection.grow)
+    faces = scale_pixels(data.images[test_idx])
+    inverted = test_idx[: views.inversion.faces]
+    invert = {key: getattr(views.inversion, key)
+              for key in ("steps", "learning_rate", "tv_weight", "seed")}
+    ascend = {key: getattr(views.filter_patterns, key) for key in ("steps", "step_size", "seed")}
+    pool = ThreadPoolExecutor(max_workers=max(1, threads))
+    try:  # the longest parts first (the deepest layer's patterns: the most filters), the
+        # files written in the order the parts finish, so that the writing overlaps the rest
+        dissected = {name: pool.submit(dissect_network, net, faces, masks, views.dissection)
+                     for name, net in nets.items()}
+        ascended = {layer: pool.submit(filter_patterns, trained, layer, **ascend)
+                    for layer in reversed(grids)}
+        cams = pool.submit(gradcam_faces_of, trained, data, test_idx, views.gradcam.per_person)
+        recon = {name: {layer: pool.submit(invert_layer, net, layer, faces[: len(inverted)],
+                                           **invert) for layer in feature_layers(net)}
+                 for name, net in nets.items()}
+        results = {name: part.result() for name, part in dissected.items()}
+        write_dissection({name: table for name, (_, table) in results.items()},
+                         results["trained"][0], data.images[test_idx], masks,
+                         marks.detected[test_idx], views.dissection, units=units,
+                         counts=dissection, detectors=detectors, top_units=top_units)
+        del results
+        for layer, path in grids.items():
+            plots.plot_patterns(ascended[layer].result(), layer, path)
+        chosen, maps, rows = cams.result()
+        write_csv(gradcam_faces, rows)
+        plots.plot_gradcam(data.images[chosen], maps, rows, gradcam)
+        write_inversion(faces[: len(inverted)], data.files[inverted],
+                        {name: {layer: part.result() for layer, part in layers.items()}
+                         for name, layers in recon.items()},
+                        views.inversion, reconstructions=reconstructions,
+                        scores=inversion_scores, summary=inversion, figure=reconstruction_grid)
+    finally:
+        pool.shutdown(cancel_futures=True)
