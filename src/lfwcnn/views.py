@@ -135,10 +135,10 @@ def write_dissection(tables: dict[str, pd.DataFrame], acts: dict[str, np.ndarray
     })
     plots.plot_detector_counts(found, settings.iou_threshold, detectors)
     plots.plot_top_units(faces, top, acts, masks, settings.quantile, TOP_FACES, top_units)
-    log.info("C7 %s: detectors (eyes, mouth) trained %s, untrained %s",
-             "holds" if verdict["holds"] else "does not hold",
-             [c["trained"] for c in verdict["counts"].values()],
-             [c["untrained"] for c in verdict["counts"].values()])
+    log.info("C7: eye and mouth detectors trained %s, untrained %s; more than untrained: %s, "
+             "more per unit after %s: %s", [c["trained"] for c in verdict["counts"].values()],
+             [c["untrained"] for c in verdict["counts"].values()],
+             verdict["more_than_untrained"], first, verdict["more_in_deeper_layers"])
 
 
 def write_inversion(faces: np.ndarray, files: np.ndarray,
