@@ -116,3 +116,17 @@ def model_weights(path: Path) -> list[np.ndarray]:
     import keras
 
     return [np.asarray(w) for w in keras.models.load_model(path).get_weights()]
+
+
+def write_small_run(folder: Path, *, side: int = SIDE, **model) -> dict:
+    """A tiny untrained paper-shaped model (``model``: its settings) of 3 people x 8 faces,
+    with its dataset and quarter split, saved in ``folder`` as a run's steps read them."""
+    from lfwcnn.model import build_model
+
+    data = make_dataset(n_classes=3, per_class=8, side=side)
+    train, test = split_in_quarters(data)
+    save_dataset(folder / "dataset.npz", data)
+    save_split(folder / "split.csv", data.files, train, test)
+    network = build_model(3, (side, side, 3), model_settings(**model))
+    network.save(folder / "model.keras")
+    return {"folder": folder, "data": data, "train": train, "test": test, "model": network}

@@ -9,14 +9,12 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
-from helpers_training import make_dataset, model_settings, split_in_quarters
+from helpers_training import write_small_run
 
 from lfwcnn import steps
 from lfwcnn.activations import choose_image, image_sparsity, measure_sparsity, sparsity_rows
 from lfwcnn.cli import run
-from lfwcnn.dataset import save_dataset, save_split
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.model import build_model
 
 SIDE = 32  # three conv-pool blocks fit: 32 -> 30 -> 15 -> 13 -> 6 -> 4 -> 2
 LAYERS = ["conv1", "pool1", "conv2", "pool2", "conv3", "pool3"]
@@ -31,14 +29,8 @@ SPARSITY_COLUMNS = [
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> dict:
     """A paper-shaped (three-block) but tiny, untrained model, its data and split on disk."""
-    folder = tmp_path_factory.mktemp("activations")
-    data = make_dataset(n_classes=3, per_class=8, side=SIDE)
-    train, test = split_in_quarters(data)
-    save_dataset(folder / "dataset.npz", data)
-    save_split(folder / "split.csv", data.files, train, test)
-    model = build_model(3, (SIDE, SIDE, 3), model_settings(filters=[4, 6, 8], dense_units=[8, 8]))
-    model.save(folder / "model.keras")
-    return {"folder": folder, "data": data, "train": train, "test": test, "model": model}
+    return write_small_run(tmp_path_factory.mktemp("activations"), side=SIDE, filters=[4, 6, 8],
+                           dense_units=[8, 8])
 
 
 # ----------------------------------------------------------------------------- choice

@@ -10,16 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from helpers_training import make_dataset, model_settings, split_in_quarters
+from helpers_training import write_small_run
 from landmark_fixtures import synthetic_faces
 from lfw_fixtures import make_lfw_tree
 from PIL import Image
 
 from lfwcnn import steps
 from lfwcnn.cli import run
-from lfwcnn.dataset import save_dataset, save_split
 from lfwcnn.landmarks import Landmarks, load_landmarks, save_landmarks
-from lfwcnn.model import build_model
 
 SIDE = 32
 FAST = {"views": {"inversion": {"faces": 2, "steps": 3},
@@ -40,20 +38,15 @@ def step(name: str, folder, **values) -> int:
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> dict:
     """A tiny untrained three-block model, its data and split, and landmarks of its faces."""
-    folder = tmp_path_factory.mktemp("views")
-    data = make_dataset(n_classes=3, per_class=8, side=SIDE)
-    train, test = split_in_quarters(data)
-    save_dataset(folder / "dataset.npz", data)
-    save_split(folder / "split.csv", data.files, train, test)
-    model = build_model(3, (SIDE, SIDE, 3), model_settings(**SMALL))
-    model.save(folder / "model.keras")
+    run = write_small_run(tmp_path_factory.mktemp("views"), side=SIDE, **SMALL)
+    folder, data = run["folder"], run["data"]
     points = synthetic_faces(len(data.files)) * (SIDE / 64)
     save_landmarks(folder / "landmarks.npz", Landmarks(
         points=points.astype(np.float32), detected=np.ones(len(points), bool),
         files=data.files))
     inputs = {"network": folder / "model.keras", "dataset": folder / "dataset.npz",
               "split": folder / "split.csv"}
-    return {"folder": folder, "data": data, "test": test, "inputs": inputs}
+    return {**run, "inputs": inputs}
 
 
 def view_files(out) -> dict:

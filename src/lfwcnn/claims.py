@@ -278,6 +278,11 @@ def verdict_c6(grids: dict | None, grid_files: Sequence[str | Path]) -> Verdict:
                    f"Input image {grids.get('image')}; see the activations section.", checks)
 
 
+def checked_status(holds: bool, checks: Sequence[tuple[str, bool]]) -> str:
+    """holds; partly where some of the checks pass; fails where none does."""
+    return "holds" if holds else "partly" if any(ok for _, ok in checks) else "fails"
+
+
 def verdict_c7(dissection: dict | None) -> Verdict:
     """C7 from view_network's dissection JSON (detectors per layer and part of the trained and the
     untrained network), by :func:`lfwcnn.dissection.c7_verdict`'s rule."""
@@ -299,8 +304,7 @@ def verdict_c7(dissection: dict | None) -> Verdict:
                bool(c7["more_than_untrained"])),
               ("more per unit in the layers after conv1 than in conv1",
                bool(c7["more_in_deeper_layers"]))]
-    status = ("holds" if c7["holds"] else "partly" if any(ok for _, ok in checks)
-              else "fails")
+    status = checked_status(c7["holds"], checks)
     capped = [f"{region} {cap:.3f}" for region, cap in dissection["max_iou"].items()
               if cap <= dissection["iou_threshold"]]
     others = dissection.get("c7_at_other_thresholds") or {}
@@ -333,8 +337,7 @@ def verdict_c8(inversion: dict | None) -> Verdict:
     checks = [(f"{first}: mean SSIM >= {inversion['ssim_threshold']}",
                bool(trained["first_close"])),
               ("SSIM does not rise with depth", bool(trained["falls_with_depth"]))]
-    status = ("holds" if c8["holds"] else "partly" if any(ok for _, ok in checks)
-              else "fails")
+    status = checked_status(c8["holds"], checks)
     detail = c8["rule"] + (" The untrained network keeps as much in its first layer (mean "
                            "SSIM reaches the threshold too)." if untrained["first_close"] else "")
     return Verdict("C8", title, paper, ours, status, detail, checks)
