@@ -7,6 +7,7 @@ made once per session by :func:`pipeline_report` and shared with test_report_bro
 
 from __future__ import annotations
 
+import csv
 import html.parser
 import json
 import re
@@ -334,6 +335,11 @@ def test_pipeline_through_snakemake_writes_a_self_contained_report(tmp_path_fact
     for name in LAYERS:
         assert (act / f"{name}.npz").is_file() and (act / "figures" / f"{name}.png").is_file()
     assert "snakemake benchmark" in text  # run times of the jobs with a benchmark: file
+    assert "views/funneled/seed0" in text and "views/landmarks_funneled" in text
+    with open(views / "gradcam/faces.csv", newline="", encoding="utf-8") as handle:
+        faces = list(csv.DictReader(handle))
+    correct = sum(row["correct"] == "True" for row in faces)
+    assert f"{correct} of {len(faces)} correct" in text and len(faces) == 3
     assert "cannot reach the threshold" in text and "C7 is fragile near 0.04" in text
 
 

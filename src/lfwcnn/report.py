@@ -179,14 +179,15 @@ def views_context(f: SimpleNamespace) -> dict | None:
         untrained = {row["layer"]: row for row in inversion["layers"]["untrained"]}
         inversion["rows"] = [{**row, "untrained": untrained.get(row["layer"])}
                              for row in inversion["layers"]["trained"]]
-    gradcam = read_csv(f.gradcam_table).to_dict("records") if is_file(f.gradcam_table) else []
+    gradcam = (read_rows(f.gradcam_table, "Grad-CAM table", ["true", "predicted", "correct"])
+               if is_file(f.gradcam_table) else [])
     return {"dissection": dissection, "inversion": inversion,
             "dissection_uri": data_uri(f.dissection_figure),
             "top_uri": data_uri(f.dissection_top), "inversion_uri": data_uri(f.inversion_figure),
             "patterns": [{"layer": Path(path).stem, "uri": data_uri(path)}
                          for path in f.pattern_grids or ()],
             "gradcam_uri": data_uri(f.gradcam_figure), "gradcam": gradcam,
-            "gradcam_correct": sum(bool(row["correct"]) for row in gradcam)}
+            "gradcam_correct": sum(row["correct"] == "True" for row in gradcam)}
 
 
 def environment_context(f: SimpleNamespace, config: Mapping, rows: list[dict],
