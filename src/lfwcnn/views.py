@@ -28,7 +28,7 @@ import pandas as pd
 
 from lfwcnn import plots
 from lfwcnn.activations import layer_files, save_npz
-from lfwcnn.atomic import atomic_path, write_text
+from lfwcnn.atomic import write_text
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.evaluate import load_model
@@ -51,8 +51,7 @@ def write_json(path: Path, value: dict) -> None:
 
 
 def write_csv(path: Path, table: pd.DataFrame) -> None:
-    with atomic_path(path, suffix=".csv") as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_text(path, table.to_csv(index=False, float_format="%.6g"))
 
 
 def feature_layers(network) -> list[str]:
