@@ -134,6 +134,15 @@ def test_cli_writes_the_claim(tmp_path, monkeypatch):
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
 
 
+@pytest.mark.parametrize("argv", [[], ["--gpus", "two"], ["--gpus", "1", "--colour"]])
+def test_cli_usage_errors_are_one_line(argv, capsys):
+    from lfwcnn.cli import run
+
+    assert run(main, argv) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "python -m lfwcnn.devices --help" in err
+
+
 # ---------------------------------------------------------------- train.per_gpu: slots per GPU
 
 

@@ -12,7 +12,6 @@ CUDA reads the variable once.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lfwcnn.atomic import write_text
-from lfwcnn.cli import run
+from lfwcnn.cli import OneLineParser, run
 from lfwcnn.errors import LfwcnnError
 
 VISIBLE = "CUDA_VISIBLE_DEVICES"
@@ -252,7 +251,7 @@ def select_device(device: str, threads: int) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m lfwcnn.devices", description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, required=True, help="GPUs the job declared")
     parser.add_argument("--json", help="also write the claim to this JSON file")
     args = parser.parse_args(argv)
