@@ -161,14 +161,14 @@ def test_dissection_of_the_papers_network():
     import keras
 
     from lfwcnn.config import default_settings
-    from lfwcnn.dissection import untrained_model
+    from lfwcnn.model import initial_model
 
-    model = untrained_model(4, (SIZE, SIZE, 3), default_settings().model, seed=3)
-    again = untrained_model(4, (SIZE, SIZE, 3), default_settings().model, seed=3)
+    model = initial_model(4, (SIZE, SIZE, 3), default_settings().model, seed=3)
+    again = initial_model(4, (SIZE, SIZE, 3), default_settings().model, seed=3)
     for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the same seed, the same initial weights
-    images = np.random.default_rng(0).random((N, SIZE, SIZE, 3), dtype=np.float32)
-    acts = layer_activations(model, ["conv1", "pool3"], images, batch_size=5)
+    images = np.random.default_rng(0).integers(0, 256, (N, SIZE, SIZE, 3), dtype=np.uint8)
+    acts = layer_activations(model, ["conv1", "pool3"], images)
     assert acts["conv1"].shape == (N, 62, 62, 32) and acts["pool3"].shape == (N, 6, 6, 128)
     masks = part_masks(synthetic_faces(N), SIZE)
     table = dissect(acts, masks, quantile=0.005, iou_threshold=0.04)

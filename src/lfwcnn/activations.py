@@ -22,13 +22,12 @@ from lfwcnn.atomic import atomic_path, write_text
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.evaluate import load_model
-from lfwcnn.model import FEATURE_LAYER, scale_pixels
+from lfwcnn.model import BATCH_SIZE, feature_layers, layer_outputs, scale_pixels
 from lfwcnn.ownership import check_outputs, listed
 from lfwcnn.settings import Settings
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 64  # test images per forward pass while measuring sparsity (memory, not results)
 
 
 @dataclass(frozen=True)
@@ -80,15 +79,6 @@ def choose_image(data: Dataset, test_idx: np.ndarray, *, image: str | None = Non
         return Choice(int(test_idx[position]), position,
                       f"the first test image of {wanted} in the split file")
     return Choice(int(test_idx[0]), 0, "the first test image in the split file")
-
-
-def layer_outputs(extractor, images: np.ndarray, batch_size: int = BATCH_SIZE):
-    """Yield, batch by batch, the list of (batch, H, W, C) float32 arrays of each layer."""
-    for start in range(0, len(images), batch_size):
-        outputs = extractor(scale_pixels(images[start:start + batch_size]), training=False)
-        if not isinstance(outputs, list | tuple):
-            outputs = [outputs]
-        yield [np.asarray(out, dtype=np.float32) for out in outputs]
 
 
 def image_sparsity(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -185,7 +175,7 @@ def export_activations(*, model: Path, dataset: Path, split: Path, layers: list[
     choice = choose_image(data, test_idx, image=activations.image, person=activations.person)
     network = load_model(model, data.images)
     names = list(layer_paths)
-    present = [layer.name for layer in network.layers if FEATURE_LAYER.match(layer.name)]
+    present = feature_layers(network)
     missing = [name for name in names if name not in present]
     if missing:
         raise LfwcnnError(f"the model has no conv/pooling layer {', '.join(missing)}; it has "

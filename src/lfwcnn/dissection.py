@@ -67,6 +67,14 @@ def upsample(maps: np.ndarray, size: int):
     return tf.image.resize(maps, (size, size), method="bilinear", antialias=False)
 
 
+def fires(upsampled, thresholds):
+    """Where each unit fires, M_k = S_k >= T_k and S_k > 0 (a bool tensor like
+    ``upsampled``): a unit whose threshold is 0 (it never fires) selects nothing."""
+    import tensorflow as tf
+
+    return tf.logical_and(upsampled >= thresholds, upsampled > 0)
+
+
 def channel_ious(maps: np.ndarray, masks: Mapping[str, np.ndarray], *, quantile: float,
                  chunk: int = CHANNEL_CHUNK) -> pd.DataFrame:
     """IoU of every channel of one layer's ``maps`` (n, h, w, c) with every region mask
@@ -89,12 +97,11 @@ def channel_ious(maps: np.ndarray, masks: Mapping[str, np.ndarray], *, quantile:
     rows = []
     for start in range(0, maps.shape[-1], chunk):
         stop = min(start + chunk, maps.shape[-1])
-        upsampled = upsample(maps[..., start:stop], size)
-        selected = tf.logical_and(upsampled >= thresholds[start:stop], upsampled > 0)
-        selected = tf.reshape(tf.cast(selected, tf.float32), (-1, stop - start))
-        inter = tf.matmul(flat_regions, selected, transpose_a=True).numpy()  # regions x chans
+        fired = fires(upsample(maps[..., start:stop], size), thresholds[start:stop])
+        fired = tf.reshape(tf.cast(fired, tf.float32), (-1, stop - start))
+        inter = tf.matmul(flat_regions, fired, transpose_a=True).numpy()  # regions x chans
         union = (region_area[:, None]
-                 + tf.reduce_sum(selected, axis=0).numpy()[None, :].astype(np.float64) - inter)
+                 + tf.reduce_sum(fired, axis=0).numpy()[None, :].astype(np.float64) - inter)
         iou = np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64),
                         where=union > 0)
         rows.append(iou.T)
@@ -185,28 +192,15 @@ def c7_verdict(trained: pd.DataFrame, untrained: pd.DataFrame, *, first: str = "
     }
 
 
-def layer_activations(model, layer_names: Sequence[str], images: np.ndarray,
-                      batch_size: int = 128) -> dict[str, np.ndarray]:
-    """The outputs of ``layer_names`` of a Keras ``model`` for ``images`` (already scaled as
-    the model expects), in batches, as float32 arrays."""
+def layer_activations(model, layer_names: Sequence[str], images: np.ndarray
+                      ) -> dict[str, np.ndarray]:
+    """The outputs of ``layer_names`` of a Keras ``model`` for uint8 ``images`` (scaled as in
+    training), as float32 arrays (:func:`lfwcnn.model.layer_outputs`' batches)."""
     import keras
 
-    extractor = keras.Model(model.input, [model.get_layer(n).output for n in layer_names])
-    outputs: list[list[np.ndarray]] = [[] for _ in layer_names]
-    for start in range(0, len(images), batch_size):
-        batch = extractor(np.asarray(images[start:start + batch_size]), training=False)
-        batch = batch if isinstance(batch, (list, tuple)) else [batch]
-        for store, value in zip(outputs, batch, strict=True):
-            store.append(np.asarray(value, dtype=np.float32))
-    return {name: np.concatenate(store) for name, store in zip(layer_names, outputs, strict=True)}
+    from lfwcnn.model import layer_output, layer_outputs
 
-
-def untrained_model(n_classes: int, input_shape: Sequence[int], model, seed: int):
-    """The network with the initial weights training with ``seed`` starts from (the training
-    step seeds Keras with ``keras.utils.set_random_seed(seed)`` before building)."""
-    import keras
-
-    from lfwcnn.model import build_model
-
-    keras.utils.set_random_seed(seed)
-    return build_model(n_classes, input_shape, model)
+    extractor = keras.Model(model.input, [layer_output(model, n) for n in layer_names])
+    batches = list(layer_outputs(extractor, images))
+    return {name: np.concatenate([batch[i] for batch in batches])
+            for i, name in enumerate(layer_names)}

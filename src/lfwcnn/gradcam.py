@@ -53,10 +53,9 @@ def _score_model(model, layer_name: str):
     """A model from the input to (the layer's maps, the class scores before any softmax)."""
     import keras
 
-    try:
-        maps = model.get_layer(layer_name).output
-    except ValueError:
-        raise LfwcnnError(f"model {model.name} has no layer {layer_name!r}") from None
+    from lfwcnn.model import layer_output
+
+    maps = layer_output(model, layer_name)
     last = model.layers[-1]
     softmax = keras.activations.get("softmax")
     if isinstance(last, keras.layers.Dense) and last.activation is softmax:

@@ -40,11 +40,9 @@ def layer_model(model, layer: str):
     identity)."""
     import keras
 
-    try:
-        output = model.get_layer(layer).output
-    except ValueError:
-        raise LfwcnnError(f"model {model.name} has no layer {layer!r}") from None
-    return keras.Model(model.input, output)
+    from lfwcnn.model import layer_output
+
+    return keras.Model(model.input, layer_output(model, layer))
 
 
 def start_images(shape: Sequence[int], seed: int, noise: float) -> np.ndarray:

@@ -14,6 +14,7 @@ from lfwcnn.errors import LfwcnnError
 from lfwcnn.settings import Settings
 
 CONV, POOL = "conv", "pool"  # block i holds the layers conv{i} and pool{i}, as in the paper
+BATCH_SIZE = 64  # images per forward pass when reading layer outputs (memory, not results)
 FEATURE_LAYER = re.compile(rf"^({CONV}|{POOL})(\d+)$")
 
 
@@ -61,6 +62,30 @@ def check_model(model: Settings, input_shape: Sequence[int]) -> None:
                           f"activation; choose one of {', '.join(known)}")
 
 
+def feature_layers(network) -> list[str]:
+    """The conv and pooling layers of a Keras model, in order (conv1, pool1, ...)."""
+    return [layer.name for layer in network.layers if FEATURE_LAYER.match(layer.name)]
+
+
+def layer_output(network, name: str):
+    """The symbolic output of ``network``'s layer ``name``, refused in one line if none."""
+    try:
+        return network.get_layer(name).output
+    except ValueError:
+        raise LfwcnnError(f"model {network.name} has no layer {name!r}") from None
+
+
+def layer_outputs(extractor, images: np.ndarray, batch_size: int = BATCH_SIZE):
+    """Yield, batch by batch, the list of (batch, H, W, C) float32 arrays of each output of
+    ``extractor`` (a model to some layers' outputs) for uint8 ``images``, scaled as in
+    training."""
+    for start in range(0, len(images), batch_size):
+        outputs = extractor(scale_pixels(images[start:start + batch_size]), training=False)
+        if not isinstance(outputs, list | tuple):
+            outputs = [outputs]
+        yield [np.asarray(out, dtype=np.float32) for out in outputs]
+
+
 def build_model(n_classes: int, input_shape: Sequence[int], model: Settings):
     """The uncompiled ``keras.Model`` of the section ``model``, for inputs in [0, 1].
 
@@ -84,3 +109,13 @@ def build_model(n_classes: int, input_shape: Sequence[int], model: Settings):
     # softmax in float32 under a mixed precision policy too (Keras' advice, for stability)
     outputs = layers.Dense(n_classes, activation="softmax", dtype="float32", name="output")(x)
     return keras.Model(inputs, outputs, name="soydaner2019")
+
+
+def initial_model(n_classes: int, input_shape: Sequence[int], model: Settings, seed: int):
+    """The network with the initial weights of a training with ``seed``: Keras seeded, then
+    :func:`build_model`. The training starts from it, and the views use it as the untrained
+    control, so both must come from here."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return build_model(n_classes, input_shape, model)

@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 from skimage.draw import polygon
 
+from lfwcnn.landmarks import N_POINTS
+
 PARTS = ("eyes", "mouth", "eyebrows", "nose")  # priority order where outlines overlap
 CONTROLS = ("face_rest", "background")
 REGIONS = PARTS + CONTROLS
@@ -84,8 +86,8 @@ def part_masks(points: np.ndarray, size: int, grow: int = 0) -> dict[str, np.nda
     landmarks (n, 68, 2) in the crop frame (:class:`lfwcnn.landmarks.Landmarks.points`),
     each part widened by ``grow`` pixels."""
     points = np.asarray(points)
-    if points.ndim != 3 or points.shape[1:] != (68, 2):
-        raise ValueError(f"landmarks must be (n, 68, 2), got {points.shape}")
+    if points.ndim != 3 or points.shape[1:] != (N_POINTS, 2):
+        raise ValueError(f"landmarks must be (n, {N_POINTS}, 2), got {points.shape}")
     masks = {region: np.zeros((len(points), size, size), dtype=bool) for region in REGIONS}
     for i, face in enumerate(points):
         for region, mask in image_masks(face, size, grow).items():

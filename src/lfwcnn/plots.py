@@ -302,7 +302,7 @@ def plot_top_units(faces: np.ndarray, units: Sequence[Mapping], activations: Map
     """Claim C7: for each unit of ``units`` (rows: layer, channel, region, iou), its
     ``per_unit`` top-activating faces with the unit's top-``quantile`` area in red and the
     part's outline in yellow."""
-    from lfwcnn.dissection import channel_thresholds, upsample
+    from lfwcnn.dissection import channel_thresholds, fires, upsample
 
     rows = max(1, len(units))
     fig, axes = subplots(rows, per_unit, figsize=(1.5 * per_unit + 0.2, 1.7 * rows + 0.3))
@@ -315,7 +315,7 @@ def plot_top_units(faces: np.ndarray, units: Sequence[Mapping], activations: Map
         threshold = channel_thresholds(maps, quantile)[0]
         peaks = maps.reshape(len(maps), -1).max(axis=1)
         for c, i in enumerate(np.argsort(-peaks, kind="stable")[:per_unit]):
-            area = np.asarray(upsample(maps[i: i + 1], size))[0, :, :, 0] >= threshold
+            area = np.asarray(fires(upsample(maps[i: i + 1], size), threshold))[0, :, :, 0]
             ax = axes[r, c]
             ax.imshow(faces[i], interpolation="nearest")
             ax.imshow(np.ma.masked_where(~area, area), cmap="autumn", alpha=0.55,

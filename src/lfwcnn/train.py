@@ -21,7 +21,7 @@ from lfwcnn.batches import epoch_randomness, shuffled_batches
 from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.devices import claim_job_devices, numerics, select_device
 from lfwcnn.errors import LfwcnnError
-from lfwcnn.model import build_model, check_model, scale_pixels
+from lfwcnn.model import check_model, initial_model, scale_pixels
 from lfwcnn.ownership import check_backup_dir, check_outputs, claim_backup_dir, release_backup_dir
 from lfwcnn.run_record import duration, history_csv, history_row, software, time_left, timings
 from lfwcnn.settings import Settings
@@ -55,7 +55,6 @@ def train_seed(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, se
 
     fingerprint = resume_fingerprint(data, train_idx, test_idx, seed=seed, model=model,
                                      train=train)
-    keras.utils.set_random_seed(seed)
     if train.jit:  # Keras compiles with XLA only where TensorFlow's op determinism is off
         from tensorflow.python.framework.config import disable_op_determinism
 
@@ -68,7 +67,7 @@ def train_seed(data: Dataset, train_idx: np.ndarray, test_idx: np.ndarray, *, se
     # float32 (the paper's) or a mixed policy: float16/bfloat16 compute, float32 weights
     keras.config.set_dtype_policy(train.precision)
     with tf.device("/GPU:0" if device_info["device"] == "gpu" else "/CPU:0"):
-        network = build_model(data.n_classes, data.images.shape[1:], model)
+        network = initial_model(data.n_classes, data.images.shape[1:], model, seed)
         optimizer = keras.optimizers.get({"class_name": train.optimizer,
                                           "config": {"learning_rate": train.learning_rate}})
         network.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"],

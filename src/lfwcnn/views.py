@@ -33,7 +33,7 @@ from lfwcnn.dataset import Dataset, load_dataset, load_split
 from lfwcnn.errors import LfwcnnError
 from lfwcnn.evaluate import load_model
 from lfwcnn.landmarks import load_landmarks
-from lfwcnn.model import FEATURE_LAYER, scale_pixels
+from lfwcnn.model import feature_layers, initial_model, scale_pixels
 from lfwcnn.ownership import check_outputs, listed
 from lfwcnn.settings import Settings
 
@@ -54,18 +54,10 @@ def write_csv(path: Path, table: pd.DataFrame) -> None:
     write_text(path, table.to_csv(index=False, float_format="%.6g"))
 
 
-def feature_layers(network) -> list[str]:
-    """The conv and pooling layers of a model, in order (conv1, pool1, ...)."""
-    names = [layer.name for layer in network.layers if FEATURE_LAYER.match(layer.name)]
-    if not names:
-        raise LfwcnnError(f"model {network.name} has no conv/pooling layer (conv1, pool1, ...)")
-    return names
-
-
 def dissect_network(network, faces: np.ndarray, masks: dict[str, np.ndarray],
                     settings: Settings) -> tuple[dict[str, np.ndarray], pd.DataFrame]:
-    """The activations of ``network``'s conv and pooling layers for ``faces`` and their
-    dissection table (:func:`lfwcnn.dissection.dissect`)."""
+    """The activations of ``network``'s conv and pooling layers for ``faces`` (uint8, as in
+    the dataset) and their dissection table (:func:`lfwcnn.dissection.dissect`)."""
     from lfwcnn.dissection import dissect, layer_activations
 
     acts = layer_activations(network, feature_layers(network), faces)
@@ -207,7 +199,6 @@ def view_network(*, network: Path, dataset: Path, split: Path, landmarks: Path, 
     each layer's patterns, the Grad-CAM) run on ``threads`` threads (TensorFlow's ops release
     the GIL; each part's result does not depend on the others, so the files are the same for
     any number); the files are written in this thread."""
-    from lfwcnn.dissection import untrained_model
     from lfwcnn.inversion import filter_patterns, invert_layer
     from lfwcnn.part_masks import part_masks
 
@@ -228,11 +219,14 @@ def view_network(*, network: Path, dataset: Path, split: Path, landmarks: Path, 
         raise LfwcnnError(f"{landmarks}: its faces are not those of {dataset} (run "
                           "find_landmarks again)")
     trained = load_model(network, data.images)
+    if not feature_layers(trained):
+        raise LfwcnnError(f"{network}: the model has no conv/pooling layer (conv1, pool1, ...)")
     nets = {"trained": trained,
-            "untrained": untrained_model(data.n_classes, data.images.shape[1:], model, seed)}
+            "untrained": initial_model(data.n_classes, data.images.shape[1:], model, seed)}
     masks = part_masks(marks.points[test_idx], data.images.shape[1], grow=views.dissection.grow)
-    faces = scale_pixels(data.images[test_idx])
+    faces = data.images[test_idx]
     inverted = test_idx[: views.inversion.faces]
+    inverted_faces = scale_pixels(data.images[inverted])
     invert = {key: getattr(views.inversion, key)
               for key in ("steps", "learning_rate", "tv_weight", "seed")}
     ascend = {key: getattr(views.filter_patterns, key) for key in ("steps", "step_size", "seed")}
@@ -244,12 +238,12 @@ def view_network(*, network: Path, dataset: Path, split: Path, landmarks: Path, 
         ascended = {layer: pool.submit(filter_patterns, trained, layer, **ascend)
                     for layer in reversed(grids)}
         cams = pool.submit(gradcam_faces_of, trained, data, test_idx, views.gradcam.per_person)
-        recon = {name: {layer: pool.submit(invert_layer, net, layer, faces[: len(inverted)],
-                                           **invert) for layer in feature_layers(net)}
+        recon = {name: {layer: pool.submit(invert_layer, net, layer, inverted_faces, **invert)
+                        for layer in feature_layers(net)}
                  for name, net in nets.items()}
         results = {name: part.result() for name, part in dissected.items()}
         write_dissection({name: table for name, (_, table) in results.items()},
-                         results["trained"][0], data.images[test_idx], masks,
+                         results["trained"][0], faces, masks,
                          marks.detected[test_idx], views.dissection, units=units,
                          counts=dissection, detectors=detectors, top_units=top_units)
         del results
@@ -258,7 +252,7 @@ def view_network(*, network: Path, dataset: Path, split: Path, landmarks: Path, 
         chosen, maps, rows = cams.result()
         write_csv(gradcam_faces, rows)
         plots.plot_gradcam(data.images[chosen], maps, rows, gradcam)
-        write_inversion(faces[: len(inverted)], data.files[inverted],
+        write_inversion(inverted_faces, data.files[inverted],
                         {name: {layer: part.result() for layer, part in layers.items()}
                          for name, layers in recon.items()},
                         views.inversion, reconstructions=reconstructions,
