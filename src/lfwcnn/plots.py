@@ -157,23 +157,30 @@ def normalize_channels(maps: np.ndarray) -> np.ndarray:
     return np.divide(maps - low, span, out=np.zeros_like(maps), where=span > 0)
 
 
+def tile_mosaic(tiles: np.ndarray, per_row: int = TILES_PER_ROW, gap: int = 1,
+                fill: float = np.nan):
+    """``(mosaic, rows, cols)``: the N tiles of (N, H, W) or (N, H, W, 3) side by side in
+    row-major order, ``fill`` in the gaps between them and in the unused tiles of the last
+    row."""
+    n, height, width = tiles.shape[:3]
+    cols = min(per_row, n)
+    rows = math.ceil(n / cols)
+    mosaic = np.full((rows * (height + gap) - gap, cols * (width + gap) - gap, *tiles.shape[3:]),
+                     fill)
+    for k in range(n):
+        r, c = divmod(k, cols)
+        top, left = r * (height + gap), c * (width + gap)
+        mosaic[top:top + height, left:left + width] = tiles[k]
+    return mosaic, rows, cols
+
+
 def channel_mosaic(maps: np.ndarray, per_row: int = TILES_PER_ROW, gap: int = 1):
     """``(mosaic, rows, cols)``: the C channels of (H, W, C), normalised, one tile each in
     row-major order; NaN in the gaps between tiles and in the unused tiles of the last row."""
     if maps.ndim != 3:
         raise LfwcnnError(f"a layer's activations must be (height, width, channels), got "
                           f"{maps.shape}")
-    height, width, channels = maps.shape
-    cols = min(per_row, channels)
-    rows = math.ceil(channels / cols)
-    mosaic = np.full((rows * height + (rows - 1) * gap, cols * width + (cols - 1) * gap),
-                     np.nan)
-    scaled = normalize_channels(maps)
-    for c in range(channels):
-        r, k = divmod(c, cols)
-        top, left = r * (height + gap), k * (width + gap)
-        mosaic[top:top + height, left:left + width] = scaled[:, :, c]
-    return mosaic, rows, cols
+    return tile_mosaic(np.moveaxis(normalize_channels(maps), -1, 0), per_row, gap)
 
 
 def plot_layer_grid(maps: np.ndarray, layer: str, path: str | os.PathLike, *,
@@ -355,17 +362,11 @@ def plot_reconstructions(faces: np.ndarray, reconstructions: Mapping[str, Mappin
 
 def plot_patterns(patterns: np.ndarray, layer: str, path: str | os.PathLike) -> None:
     """The input (H, W, 3) that maximises each filter of ``layer``, one tile per filter."""
-    n, height, width, _ = patterns.shape
-    cols = min(TILES_PER_ROW, n)
-    rows = math.ceil(n / cols)
-    gap = 2
-    mosaic = np.ones((rows * (height + gap) - gap, cols * (width + gap) - gap, 3))
-    for k in range(n):
-        r, c = divmod(k, cols)
-        tile = patterns[k] - patterns[k].min()
-        tile = tile / tile.max() if tile.max() > 0 else tile
-        mosaic[r * (height + gap): r * (height + gap) + height,
-               c * (width + gap): c * (width + gap) + width] = tile
+    n = len(patterns)
+    low = patterns.min(axis=(1, 2, 3), keepdims=True)
+    span = patterns.max(axis=(1, 2, 3), keepdims=True) - low
+    tiles = np.divide(patterns - low, span, out=patterns - low, where=span > 0)
+    mosaic, _, _ = tile_mosaic(tiles, gap=2, fill=1.0)  # white between the tiles
     fig_height = max(1.6, mosaic.shape[0] * (11.0 / mosaic.shape[1]) + 0.6)
     fig, ax = subplots(figsize=(11.0, fig_height))
     ax.imshow(mosaic, interpolation="nearest")
